@@ -1,0 +1,24 @@
+"""The Verifier protocol: an exact judge of a completion against a task's gold answer or tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from selfimprove.tasks.task import Task
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """`correct` is the binary outcome; `score` in [0, 1] (1.0/0.0 for math, fraction of tests for code)."""
+
+    correct: bool
+    score: float
+    predicted: str | None = None
+    detail: str = ""
+
+
+class Verifier(Protocol):
+    def check(self, task: Task, completion: str) -> Verdict:
+        """Judge `completion` (the whole solution text after the prompt). Never raises on model output."""
+        ...

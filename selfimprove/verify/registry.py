@@ -1,0 +1,16 @@
+"""Verifiers by name, as task recipes refer to them (`verifier = "math"`)."""
+
+from __future__ import annotations
+
+from selfimprove.verify.base import Verifier
+
+VERIFIERS = ("math",)
+
+
+def make_verifier(name: str) -> Verifier:
+    """The verifier a recipe names; unknown names raise listing the known ones."""
+    if name == "math":
+        from selfimprove.verify.math import MathVerifier
+
+        return MathVerifier()
+    raise ValueError(f"unknown verifier {name!r}; choose from {list(VERIFIERS)}")
