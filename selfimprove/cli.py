@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("selfimprove.eval.cli", "greedy accuracy, maj@k and pass@k of a model on a task recipe"),
     "model": ("selfimprove.policy.cli", "build the embedded tiny model"),
     "tasks": ("selfimprove.tasks.cli", "inspect task recipes"),
+    "viz": ("selfimprove.viz.cli", "search trees as an offline HTML viewer, Graphviz DOT or terminal text"),
 }
 
 

@@ -22,14 +22,18 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 T = TypeVar("T")
 
 
+def parse_toml(text: str, *, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{where}: invalid TOML: {err}") from None
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path}: invalid TOML: {err}") from None
+    return parse_toml(path.read_text(encoding="utf-8"), where=str(path))
 
 
 def _check_value(value: Any, annotation: Any, key: str) -> Any:

@@ -24,6 +24,7 @@ mixed number 2 1/2, as grade-school answers write it.
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 from typing import Any
@@ -225,6 +226,11 @@ class _Parser:
             self.expect("}")
             return node
         kind, value = self.take()
+        if kind == "num" and value.isdigit() and len(value) > 1:
+            # LaTeX reads one character per bare argument: \frac12 is 1/2, so split the token.
+            self.pos -= 1
+            self.tokens[self.pos] = ("num", value[1:])
+            value = value[0]
         if kind == "num":
             return ("num", _parse_number(value), "." in value or "e" in value.lower())
         if kind == "name" and len(value) == 1:
@@ -388,10 +394,7 @@ def exact_value(node: Node) -> tuple[Fraction, bool]:
             raise Rejected(f"factorial of {value}")
         if value > MAX_FACTORIAL:
             raise Rejected(f"factorial of {value}, the limit is {MAX_FACTORIAL}")
-        result = 1
-        for k in range(2, int(value) + 1):
-            result *= k
-        return Fraction(result), inexact
+        return Fraction(math.factorial(int(value))), inexact
     if kind == "sqrt":
         value, inexact = exact_value(node[1])
         index, index_inexact = exact_value(node[2]) if node[2] is not None else (Fraction(2), False)

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import random
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 REL_TOL_INEXACT = 1e-9  # a decimal literal took part: relative tolerance of a float answer
 REL_TOL_EXACT = 1e-40  # exact constants (pi, roots): equality to 40 digits at 60-digit precision
 _PRECISION = 60
+_POINTS = 4  # random points at which expressions with symbols must agree
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -62,26 +64,32 @@ def _nodes_equal(a: Node, b: Node) -> bool:
             and a[1] == b[1]
             and a[3] == b[3]
             and len(a[2]) == len(b[2])
-            and all(_nodes_equal(x, y) for x, y in zip(a[2], b[2]))
+            and all(_nodes_equal(x, y) for x, y in zip(a[2], b[2], strict=True))
         )
     import sympy
 
     x, y = to_sympy(a), to_sympy(b)
     if x == y:
         return True
-    difference = sympy.expand(x - y)
-    if difference == 0:
-        return True
-    if not difference.free_symbols:
-        tol = REL_TOL_INEXACT if has_inexact(a) or has_inexact(b) else REL_TOL_EXACT
-        vx, vy = sympy.N(x, _PRECISION), sympy.N(y, _PRECISION)
-        if not (vx.is_number and vy.is_number) or not (vx.is_finite and vy.is_finite):
+    # Equal functions agree at every point; a few random rational points (fixed seed) decide without
+    # `expand`/`simplify`, whose cost explodes on inputs like (x+1)^9999 (Schwartz-Zippel for polynomials).
+    symbols = sorted(x.free_symbols | y.free_symbols, key=str)
+    rng = random.Random(0)
+    points = [
+        {s: sympy.Rational(rng.choice((-1, 1)) * rng.randint(1, 997), rng.randint(1, 89)) for s in symbols}
+        for _ in range(_POINTS if symbols else 1)
+    ]
+    tol = REL_TOL_INEXACT if has_inexact(a) or has_inexact(b) else REL_TOL_EXACT
+    for point in points:
+        vx, vy = x.evalf(_PRECISION, subs=point), y.evalf(_PRECISION, subs=point)
+        if not (vx.is_number and vy.is_number and vx.is_finite and vy.is_finite):
             return False
-        return bool(abs(vx - vy) <= tol * max(abs(vx), abs(vy)))
-    return bool(sympy.simplify(difference) == 0)
+        if abs(vx - vy) > tol * max(abs(vx), abs(vy)):
+            return False
+    return True
 
 
-class _RequestTimeout(Exception):
+class _RequestTimeout(BaseException):  # not an Exception: sympy code that catches those must not swallow it
     pass
 
 
@@ -127,6 +135,7 @@ def _read_lines(stream: IO[str], ready: threading.Event, responses: queue.Queue[
             else:
                 responses.put(line)
     responses.put(None)  # end of stream: the child died or was killed
+    ready.set()  # wake a caller waiting for a start-up that will never finish
 
 
 class SymbolicWorker:
@@ -169,6 +178,7 @@ class SymbolicWorker:
                     self._kill_locked()  # stuck past the deadline: abandon it
                     return None
                 if line is None:
+                    logger.warning("the sympy worker exited (code %s); restarting it", self._proc.poll())
                     self._kill_locked()
                     return None
                 response = json.loads(line)
@@ -176,6 +186,13 @@ class SymbolicWorker:
                     return None if response["equal"] is None else bool(response["equal"])
         finally:
             self._lock.release()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent's worker, pipes and lock are the parent's; start afresh."""
+        self._lock = threading.Lock()
+        self._proc = None
+        self._ready = threading.Event()
+        self._responses = queue.Queue()
 
     def close(self) -> None:
         with self._lock:
@@ -221,6 +238,8 @@ class SymbolicWorker:
 
 WORKER = SymbolicWorker()
 atexit.register(WORKER.close)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=WORKER.forget_after_fork)
 
 if __name__ == "__main__":
     serve()

@@ -47,14 +47,14 @@ _CACHE_SIZE = 65_536
 
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
-_ANSWER_LINE = re.compile(r"^\s*(?:A|answer|final answer)\s*[:：]\s*(.+?)\s*$", re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"^\s*(?:A|answer|final answer)\s*[:：](.*)$", re.IGNORECASE)
 _ANSWER_IS = re.compile(
     r"answer\s+is\s*:?\s*(.+?)(?:\.(?=\s|$)|$)",  # a sentence's final period, not a decimal point
     re.IGNORECASE | re.MULTILINE,
 )
 _CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K's <<48/2=24>> annotations repeat the number after them
 _NUMBER = re.compile(
-    r"(-?)\s*\$?\s*((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][+-]?\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?)"
+    r"(-?)\$?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][+-]?\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?)"
 )
 
 
@@ -103,7 +103,7 @@ def _last_boxed(text: str) -> str | None:
 def _answer_line(text: str) -> str | None:
     lines = [line for line in text.splitlines() if line.strip()]
     match = _ANSWER_LINE.match(lines[-1]) if lines else None
-    return match.group(1) if match else None
+    return match.group(1).strip() if match and match.group(1).strip() else None
 
 
 def _answer_is(text: str) -> str | None:
@@ -122,14 +122,14 @@ def _last_number(text: str) -> str | None:
     number = re.sub(r"\s+", "", match.group(2)).replace(",", "")
     # A minus is a sign only when no operand precedes it: "is -3" but not "5 - 3".
     before = text[: match.start()].rstrip()
-    if match.group(1) and not (before and (before[-1].isalnum() or before[-1] in ")]}")):
+    if match.group(1) and not (before and (before[-1].isdigit() or before[-1] in ")]}")):
         number = "-" + number
     return number
 
 
 _THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:,\d{3})+)(?!\d|,\d)")
-_UNIT_TAIL = re.compile(r"^([-+]?\d[\d.]*(?:\s*/\s*\d+)?%?)\s+[A-Za-z].*$", re.DOTALL)
-_TEXT_TAIL = re.compile(r"\s*\\(?:text|mbox|mathrm|textbf)\s*\{[^{}]*\}\s*$")
+_UNIT_TAIL = re.compile(r"^([-+]?\d[\d.]*(?:\s*/\s*\d+)?%?)\s+[A-Za-z]{2,}.*$", re.DOTALL)
+_TEXT_TAIL = re.compile(r"\\(?:text|mbox|mathrm|textbf)\s*\{[^{}]*\}$")  # no leading \s*: quadratic
 
 
 def _clean(answer: str) -> str:
@@ -139,8 +139,8 @@ def _clean(answer: str) -> str:
     answer = re.sub(r"\\!|\\,|\\;|\\:", "", answer).strip()
     answer = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), answer)
     answer = answer.rstrip(" .,;:!?")
-    if _TEXT_TAIL.search(answer) and _TEXT_TAIL.sub("", answer):
-        answer = _TEXT_TAIL.sub("", answer)
+    if _TEXT_TAIL.search(answer) and _TEXT_TAIL.sub("", answer).strip():
+        answer = _TEXT_TAIL.sub("", answer).rstrip()
     unit = _UNIT_TAIL.match(answer)
     if unit:
         answer = unit.group(1)
@@ -170,15 +170,20 @@ _UNICODE = str.maketrans(
         "≈": "=",
     }
 )
-_DELIMITERS = re.compile(r"\\\$|\$|\\\(|\\\)|\\\[|\\\]|\\displaystyle|\\(?:[Bb]ig{1,2}|left|right)(?![A-Za-z])")
+_DELIMITERS = re.compile(
+    r"\\\$|\$|\\\(|\\\)|\\\[|\\\]|\\displaystyle|\\(?:[Bb]ig{1,2}[lr]?|left|right)(?![A-Za-z])"
+)
 _SPACING = re.compile(r"\\[,!;: ]|\\q?quad|~")
-_TEXT_COMMANDS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
+_TEXT_COMMANDS = re.compile(
+    r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"
+)
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree")
 _MULTIPLIERS = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
 _MULTIPLIER = re.compile(r"(\d)\s*(thousand|million|billion|trillion)\b", re.IGNORECASE)
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}(?![A-Za-z])")
 _KEEP_WORDS = FUNCTIONS | {"sqrt", "pi", "inf", "oo"}
-_MATH_BEFORE = re.compile(r"[\d)\]}]|(?<![A-Za-z])[A-Za-z]\s*$")
+_MATH_BEFORE = re.compile(r"[\d)\]}]")
+_ARTICLE = re.compile(r"(?<![\\A-Za-z])[aA]\s+(?=[A-Za-z]{2,})")  # "a total of 5": an article, not a symbol
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
@@ -206,21 +211,29 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().rstrip(".,;:?").strip()
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _textual(text: str) -> str:
+    """A word answer without delimiters, markup, case or punctuation: "\\text{Monday.}" -> "monday"."""
+    boxed = _last_boxed(text)
+    text = _DELIMITERS.sub("", boxed if boxed is not None else text)
+    text = _TEXT_COMMANDS.sub(lambda m: m.group(1), text)
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
 def _drop_words(text: str) -> str:
     """Remove leading words ("approximately 5") and cut trailing units ("12 apples", "5 cm^2", "3 km/h")."""
+    text = _ARTICLE.sub("", text)
+    kept: list[str] = []
     pos = 0
-    while True:
-        match = _WORD.search(text, pos)
-        if match is None:
-            return text
+    for match in _WORD.finditer(text):
         if match.group().lower() in _KEEP_WORDS:
-            pos = match.end()
             continue
-        before = text[: match.start()]
-        if _MATH_BEFORE.search(before.rstrip()) or re.search(r"[\d)\]}]", before):
-            return before
-        text = before + text[match.end() :]
-        pos = len(before)
+        kept.append(text[pos : match.start()])
+        if _MATH_BEFORE.search(kept[-1]):
+            return "".join(kept)  # a unit after the number: drop it and everything after it
+        pos = match.end()
+    kept.append(text[pos:])
+    return "".join(kept)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -232,19 +245,26 @@ def _exactly_equal(a: Node, b: Node) -> bool | None:
     if a[0] == "tuple" or b[0] == "tuple":
         if not (a[0] == b[0] == "tuple" and a[1] == b[1] and a[3] == b[3] and len(a[2]) == len(b[2])):
             return False
-        results = [_exactly_equal(x, y) for x, y in zip(a[2], b[2])]
+        results = [_exactly_equal(x, y) for x, y in zip(a[2], b[2], strict=True)]
         if False in results:
             return False
         return None if None in results else True
-    try:
-        (x, x_inexact), (y, y_inexact) = exact_value(a), exact_value(b)
-    except NotRational:
+    exact_a, exact_b = _exact_or_none(a), _exact_or_none(b)  # Rejected (over a bound) propagates
+    if exact_a is None or exact_b is None:
         return None
+    (x, x_inexact), (y, y_inexact) = exact_a, exact_b
     if x == y:
         return True
     if not (x_inexact or y_inexact):
         return False
     return abs(x - y) <= _REL_TOL * max(abs(x), abs(y))
+
+
+def _exact_or_none(node: Node) -> tuple[Fraction, bool] | None:
+    try:
+        return exact_value(node)
+    except NotRational:
+        return None
 
 
 _REL_TOL = Fraction(REL_TOL_INEXACT)
@@ -301,6 +321,14 @@ _symbolic_cache = _SymbolicCache(_CACHE_SIZE)
 def is_equivalent(pred: str, gold: str, timeout: float = 2.0) -> bool:
     """Whether answer `pred` equals answer `gold`; False when either cannot be read or time runs out.
 
+    Both sides are normalised first: `\\boxed{}`, `$`/`\\$`, `\\left`/`\\right`, `\\text{}` and `\\mathrm{}`,
+    thousands separators, currency, degrees, leading words and trailing units ("12 apples", "5 cm") go;
+    `x = 5` keeps its right side; "2.5 million" scales. Then rational values compare exactly, with a
+    relative tolerance of 1e-9 only when a decimal literal takes part. A lone percent sign reads both as
+    /100 and as written ("50%" equals 0.5 and 50). Anything irrational or symbolic goes to sympy, numbers
+    to 60 digits and expressions with symbols at random rational points. Answers with no math left
+    ("Monday") compare as lower-case text.
+
     Returns within `timeout` seconds from any thread (no signals). Raises ValueError only for a
     non-positive timeout, never because of the answers' content.
     """
@@ -312,8 +340,9 @@ def is_equivalent(pred: str, gold: str, timeout: float = 2.0) -> bool:
     if len(pred) > MAX_INPUT_CHARS or len(gold) > MAX_INPUT_CHARS:
         return False
     a, b = _normalise(pred), _normalise(gold)
-    if not a or not b:
-        return False
+    if not a or not b:  # no math left: a word answer ("Monday", "yes") must match as text
+        text_a = _textual(pred)
+        return bool(text_a) and text_a == _textual(gold)
     if a == b:
         return True
     exact = _exact_compare(a, b)
@@ -333,6 +362,7 @@ def is_equivalent(pred: str, gold: str, timeout: float = 2.0) -> bool:
 def clear_cache() -> None:
     """Forget every cached normalisation and comparison (benchmarks time cold calls with it)."""
     _normalise.cache_clear()
+    _textual.cache_clear()
     _exact_compare.cache_clear()
     _symbolic_cache.clear()
 
