@@ -27,9 +27,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from selfimprove.records import PreferencePair  # noqa: E402
+from selfimprove.records import PreferencePair
 
 # ---------------------------------------------------------------------------------------------------------
 # MCTS-like pairs: question + prefix of steps as the prompt, two candidate next steps as completions
@@ -39,13 +39,12 @@ NAMES = ["Tom", "Ana", "Li", "Sam", "Maya", "Ravi", "Zoe", "Omar", "Ines", "Kai"
 
 
 def _step(rng: random.Random, total: int) -> tuple[str, int]:
-    """One solution line in GSM8K style, and the running total after it."""
-    a = rng.randint(2, 99)
-    op = rng.choice(["+", "-", "*"])
-    value = total + a if op == "+" else total - a if op == "-" else total * (a % 9 + 2)
-    b = a if op != "*" else a % 9 + 2
-    word = {"+": "adds", "-": "removes", "*": "multiplies by"}[op]
-    return f"Then one {word} {b}, so {total}{op}{b}=<<{total}{op}{b}={value}>>{value} in total.\n", value
+    """One solution line in GSM8K style (15-30 tokens: every digit is a token), and the total after it."""
+    b = rng.randint(2, 99)
+    op = "-" if total > 150 and rng.random() < 0.7 else rng.choice(["+", "-"]) if total > b else "+"
+    value = total + b if op == "+" else total - b
+    verb = "gets" if op == "+" else "gives away"
+    return f"Then {verb} {b}, so {total}{op}{b}={value} left.\n", value
 
 
 def make_pairs(n: int, tokenizer, seed: int) -> list[PreferencePair]:
@@ -59,12 +58,12 @@ def make_pairs(n: int, tokenizer, seed: int) -> list[PreferencePair]:
             f"Question: {name} has {total} {item}. Over the week {name} changes the pile several times, "
             f"as written below. How many {item} are there at the end?\nAnswer:\n"
         )
-        prompt, target = question, rng.randint(150, 250)
+        prompt, target = question, rng.randint(150, 230)  # the last step may overshoot by up to ~20
         while len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) < target:
             line, total = _step(rng, total)
             prompt += line
         chosen, value = _step(rng, total)
-        rejected = chosen.replace(f">>{value} ", f">>{value + rng.choice([-10, -1, 1, 10])} ")
+        rejected = chosen.replace(f"={value} ", f"={value + rng.choice([-10, -1, 1, 10])} ")
         if rejected == chosen:
             continue
         pairs.append(PreferencePair(prompt, chosen, rejected, metadata={"kind": "step"}))
@@ -76,7 +75,9 @@ def tokenizer_corpus(n: int, seed: int) -> list[str]:
     texts = []
     for _ in range(n):
         total = rng.randint(10, 99)
-        text = f"Question: {rng.choice(NAMES)} has {total} {rng.choice(ITEMS)}. How many are there?\nAnswer:\n"
+        text = (
+            f"Question: {rng.choice(NAMES)} has {total} {rng.choice(ITEMS)}. How many are there?\nAnswer:\n"
+        )
         for _ in range(rng.randint(1, 4)):
             line, total = _step(rng, total)
             text += line
@@ -142,21 +143,25 @@ def run_trl(policy: Path, reference: Path, ordered_pairs, config, out_dir: Path)
         """TRL's DPOTrainer, unchanged, except that it keeps each step's exact loss (logs round it)."""
 
         losses: list[float]
+        logps_chosen: list[float]
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             self.losses.append(float(loss.detach()))
+            self.logps_chosen.append(self._metrics["train"]["logps/chosen"][-1])
             return loss
 
     tokenizer = AutoTokenizer.from_pretrained(policy)
     model = AutoModelForCausalLM.from_pretrained(policy)
     ref_model = AutoModelForCausalLM.from_pretrained(reference)
-    dataset = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in ordered_pairs])
+    dataset = Dataset.from_list(
+        [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in ordered_pairs]
+    )
     args = DPOConfig(
         output_dir=str(out_dir),
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=1,
-        num_train_epochs=1,
+        num_train_epochs=1,  # the epochs are laid out in `ordered_pairs`
         learning_rate=config.lr,
         lr_scheduler_type="cosine",
         warmup_steps=0,
@@ -179,7 +184,7 @@ def run_trl(policy: Path, reference: Path, ordered_pairs, config, out_dir: Path)
     trainer = RecordingDPOTrainer(
         model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer
     )
-    trainer.losses = []
+    trainer.losses, trainer.logps_chosen = [], []
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -187,7 +192,7 @@ def run_trl(policy: Path, reference: Path, ordered_pairs, config, out_dir: Path)
     return {
         "seconds": seconds,
         "losses": trainer.losses,
-        "logps_chosen": [row["logps/chosen"] for row in trainer.state.log_history if "logps/chosen" in row],
+        "logps_chosen": trainer.logps_chosen,
         "first_ids": (first["prompt_ids"], first["chosen_ids"], first["rejected_ids"]),
     }
 
@@ -197,9 +202,10 @@ def run_trl(policy: Path, reference: Path, ordered_pairs, config, out_dir: Path)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8, help="optimizer steps (one epoch of steps * batch pairs)")
+    parser.add_argument("--steps", type=int, default=8, help="optimizer steps in all")
+    parser.add_argument("--epochs", type=int, default=1, help="passes over steps * batch / epochs pairs")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each trainer, interleaved")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs of each trainer, interleaved")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args()
@@ -213,7 +219,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
     policy, reference, source = prepare_models(work)
     tokenizer = AutoTokenizer.from_pretrained(policy)
-    pairs = make_pairs(args.steps * args.batch_size, tokenizer, seed=0)
+    if args.steps % args.epochs:
+        parser.error(f"--steps {args.steps} must be a multiple of --epochs {args.epochs}")
+    pairs = make_pairs(args.steps // args.epochs * args.batch_size, tokenizer, seed=0)
     items = tokenize_pairs(tokenizer, pairs, max_length=1024)
     prompt_lengths = [len(i.prompt_ids) for i in items]
     completion_lengths = [len(i.chosen_ids) for i in items] + [len(i.rejected_ids) for i in items]
@@ -221,7 +229,7 @@ def main() -> int:
         lr=1e-4,
         beta=0.1,
         batch_size=args.batch_size,
-        epochs=1,
+        epochs=args.epochs,
         warmup_frac=0.0,
         min_lr_frac=0.0,  # = transformers' cosine schedule
         weight_decay=0.0,
@@ -229,30 +237,40 @@ def main() -> int:
         seed=0,
         device="cpu",
     )
-    # TRL gets the pairs in the order our trainer will batch them, and reads them sequentially
-    plan = plan_epoch(
-        [len(i.prompt_ids) + max(len(i.chosen_ids), len(i.rejected_ids)) for i in items],
-        batch_size=config.batch_size,
-        grad_accum=config.grad_accum,
-        generator=torch.Generator().manual_seed(config.seed),
-    )
-    ordered = [pairs[i] for step in plan for micro in step for i in micro]
+    # TRL reads, sequentially and in one pass, the pairs of every epoch in the order our trainer batches them
+    generator = torch.Generator().manual_seed(config.seed)
+    lengths = [len(i.prompt_ids) + max(len(i.chosen_ids), len(i.rejected_ids)) for i in items]
+    ordered = [
+        pairs[items[i].index]
+        for _ in range(config.epochs)
+        for step in plan_epoch(lengths, batch_size=config.batch_size, grad_accum=1, generator=generator)
+        for micro in step
+        for i in micro
+    ]
 
-    runs: dict[str, list[dict]] = {"selfimprove": [], "selfimprove (no shared prompt)": [], "TRL DPOTrainer": []}
+    runs: dict[str, list[dict]] = {
+        "selfimprove": [],
+        "selfimprove (no shared prompt)": [],
+        "TRL DPOTrainer": [],
+    }
     for repeat in range(args.repeats):
         runs["selfimprove"].append(run_selfimprove(policy, reference, pairs, config))
         runs["selfimprove (no shared prompt)"].append(
-            run_selfimprove(policy, reference, pairs, TrainConfig(**{**config.to_dict(), "share_prompt": "never"}))
+            run_selfimprove(
+                policy, reference, pairs, TrainConfig(**{**config.to_dict(), "share_prompt": "never"})
+            )
         )
         runs["TRL DPOTrainer"].append(run_trl(policy, reference, ordered, config, work / f"trl{repeat}"))
 
-    # --- same tokens in both? ---------------------------------------------------------------------------------
+    # --- same tokens in both? -------------------------------------------------------------------------------
     trl_ids = runs["TRL DPOTrainer"][0]["first_ids"]
-    first = next(i for i in items if i.index == pairs.index(ordered[0]))
-    same_ids = (list(first.prompt_ids), list(first.chosen_ids), list(first.rejected_ids)) == tuple(map(list, trl_ids))
+    first = next(i for i in items if pairs[i.index] is ordered[0])
+    same_ids = (list(first.prompt_ids), list(first.chosen_ids), list(first.rejected_ids)) == tuple(
+        map(list, trl_ids)
+    )
     tokens = runs["selfimprove"][0]["tokens"]
 
-    # --- report -------------------------------------------------------------------------------------------------
+    # --- report ---------------------------------------------------------------------------------------------
     trl_seconds = statistics.median(r["seconds"] for r in runs["TRL DPOTrainer"])
     print(f"model: {source}; {sum(p.numel() for p in _load(policy).parameters()):,} parameters")
     print(
@@ -278,11 +296,23 @@ def main() -> int:
         f"\nfirst-step loss: selfimprove {ours['losses'][0]:.7f}, TRL {trl['losses'][0]:.7f}, "
         f"|difference| {diffs[0]:.2e} (log 2 = {math.log(2):.7f})"
     )
-    print(f"first-step mean log π(chosen): |difference| {logp_diff:.2e}")
+    print(
+        f"first-step mean log π(chosen): selfimprove {ours['logps_chosen'][0]:.6f}, "
+        f"TRL {trl['logps_chosen'][0]:.6f}, |difference| {logp_diff:.2e}"
+    )
     print(f"largest per-step loss difference over {len(diffs)} steps: {max(diffs):.2e}")
+    plain = runs["selfimprove (no shared prompt)"][0]
+    shared_diff = max(abs(a - b) for a, b in zip(ours["losses"], plain["losses"], strict=True))
+    print(f"shared-prompt vs plain path, largest per-step loss difference: {shared_diff:.2e}")
     if args.json is not None:
         summary.update(
-            {"first_step_loss_diff": diffs[0], "max_step_loss_diff": max(diffs), "tokens": tokens, "same_ids": same_ids}
+            {
+                "first_step_loss_diff": diffs[0],
+                "max_step_loss_diff": max(diffs),
+                "shared_vs_plain_loss_diff": shared_diff,
+                "tokens": tokens,
+                "same_ids": same_ids,
+            }
         )
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 0

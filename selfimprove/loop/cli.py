@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from selfimprove.loop.config import resolve_config
-    from selfimprove.loop.report import compare_table, load_run, write_report
+    from selfimprove.loop.report import by_steps, compare_table, load_run, write_report
     from selfimprove.loop.run import run_loop
 
     console = Console()
@@ -104,14 +104,14 @@ def main(args: argparse.Namespace) -> int:
         if row.evaluation is None:
             continue
         overall = row.evaluation["overall"]
-        hard = row.evaluation["by_steps"].get(str(run.hard_steps), {})
+        hard = by_steps(row.evaluation).get(run.hard_steps)
         search = row.search or {}
         table.add_row(
             str(row.iteration),
             f"{100 * overall['greedy']:.1f}",
             f"{100 * hard['greedy']:.1f}" if hard else "–",
-            f"{100 * overall['maj']:.1f}" if overall.get("maj") is not None else "–",
-            f"{100 * overall['pass']:.1f}" if overall.get("pass") is not None else "–",
+            f"{100 * overall['maj_at_k']:.1f}" if overall["maj_at_k"] is not None else "–",
+            f"{100 * overall['pass_at_k']:.1f}" if overall["pass_at_k"] is not None else "–",
             str(search.get("search/pairs", "–")),
             f"{search.get('search/tokens', 0):,}",
         )

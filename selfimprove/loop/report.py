@@ -47,10 +47,15 @@ class RunSummary:
         for row in self.rows:
             if row.evaluation is None:
                 continue
-            block = row.evaluation["overall"] if steps is None else row.evaluation["by_steps"].get(str(steps))
+            block = row.evaluation["overall"] if steps is None else by_steps(row.evaluation).get(steps)
             if block is not None:
                 series.append((row.iteration, block["greedy"]))
         return series
+
+
+def by_steps(evaluation: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """An eval.json's per-step-count groups keyed by step count."""
+    return {group["steps"]: group for group in evaluation["by_steps"] if group["steps"] is not None}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -83,20 +88,20 @@ def _pct(value: float | None) -> str:
 
 
 def _accuracy_table(run: RunSummary) -> list[str]:
-    steps = sorted({int(s) for row in run.rows if row.evaluation for s in row.evaluation["by_steps"]})
+    steps = sorted({s for row in run.rows if row.evaluation for s in by_steps(row.evaluation)})
     header = ["iter", "greedy", *[f"greedy {s}-step" for s in steps], "maj@k", "pass@k"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in run.rows:
         if row.evaluation is None:
             continue
         overall = row.evaluation["overall"]
-        by_steps = row.evaluation["by_steps"]
+        groups = by_steps(row.evaluation)
         cells = [
             str(row.iteration),
             _pct(overall["greedy"]),
-            *[_pct(by_steps[str(s)]["greedy"]) if str(s) in by_steps else "–" for s in steps],
-            _pct(overall.get("maj")),
-            _pct(overall.get("pass")),
+            *[_pct(groups[s]["greedy"]) if s in groups else "–" for s in steps],
+            _pct(overall["maj_at_k"]),
+            _pct(overall["pass_at_k"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -163,7 +168,7 @@ def plot_by_steps(run: RunSummary, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = sorted({int(s) for row in run.rows if row.evaluation for s in row.evaluation["by_steps"]})
+    steps = sorted({s for row in run.rows if row.evaluation for s in by_steps(row.evaluation)})
     fig, ax = plt.subplots(figsize=(6, 4))
     for s in steps:
         series = run.greedy_series(s)

@@ -198,8 +198,8 @@ def run_train_phase(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from selfimprove.records import read_pairs
-    from selfimprove.train.config import SFTConfig
-    from selfimprove.train.trainer import train_preference, train_sft
+    from selfimprove.train.sft import train_sft
+    from selfimprove.train.trainer import train_preference
 
     out = paths.iteration(k)
     checkpoint, staging = out / "checkpoint", out / "checkpoint.tmp"
@@ -216,12 +216,9 @@ def run_train_phase(
 
     if config.method == "rft":
         examples = _rft_examples(out)
-        sft_fields = {f: getattr(train_config, f) for f in SFTConfig.__dataclass_fields__}
         data_size = len(examples)
         if examples:
-            result = train_sft(
-                model, tokenizer, examples, SFTConfig(**sft_fields), out_dir=staging, progress=report
-            )
+            result = train_sft(model, tokenizer, examples, train_config, out_dir=staging, progress=report)
     else:
         pairs = read_pairs(out / "pairs.jsonl")
         data_size = len(pairs)
@@ -250,9 +247,9 @@ def run_eval_phase(
     recipe = load_recipe(config.task.recipe)
     policy = HFPolicy.from_pretrained(resolve_model_path(paths.policy(k)))
 
-    def report(done: int, total: int) -> None:
+    def report(done: int, total: int, info: dict[str, float]) -> None:
         if progress is not None:
-            progress("eval", k, done, total, {})
+            progress("eval", k, done, total, info)
 
     report_ = evaluate(
         policy,
@@ -274,13 +271,12 @@ def eval_summary(report: dict[str, Any], hard_steps: int) -> dict[str, Any]:
     summary = {
         f"eval/{key}": value for key, value in report["overall"].items() if isinstance(value, int | float)
     }
-    for steps, row in report.get("by_steps", {}).items():
-        for key, value in row.items():
-            if isinstance(value, int | float):
-                summary[f"eval/steps{steps}/{key}"] = value
-    hard = report.get("by_steps", {}).get(str(hard_steps))
-    if hard is not None:
-        summary["eval/hard/greedy"] = hard["greedy"]
+    for group in report["by_steps"]:
+        for key, value in group.items():
+            if key != "steps" and isinstance(value, int | float):
+                summary[f"eval/steps{group['steps']}/{key}"] = value
+        if group["steps"] == hard_steps:
+            summary["eval/hard/greedy"] = group["greedy"]
     return summary
 
 

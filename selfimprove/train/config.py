@@ -110,7 +110,7 @@ class TrainConfig(SFTConfig):
     rpo_alpha: float = 1.0  # weight of the per-token NLL on chosen (loss "rpo")
     orpo_lambda: float = 0.1  # weight of the odds-ratio term (loss "orpo"; 0.1 in the ORPO paper)
     # compute a pair's shared prompt once and run chosen and rejected against its KV cache: "auto" does it
-    # when the prompts of a batch are longer than its completions, where it saves most of the work
+    # unless the prompts are under a tenth of the completions' length (see logprobs.use_shared_prompt)
     share_prompt: str = "auto"
 
     def __post_init__(self) -> None:

@@ -99,12 +99,17 @@ def shared_prompt_logps(
 
 
 def use_shared_prompt(mode: str, batch: Sequence[TokenizedPair]) -> bool:
-    """Whether a micro-batch runs its prompts once: "auto" does when prompts outweigh completions."""
+    """Whether a micro-batch runs its prompts once ("auto": unless the prompts are tiny next to completions).
+
+    Measured on the tiny model (1 CPU thread, 16 pairs, forward + backward): prompt/completion tokens
+    200/22: shared 1.61 s, plain 2.68 s; 60/100: 1.95 vs 2.05; 30/150: 2.45 vs 3.03; 10/200: 2.68 vs 2.61.
+    Saving a prompt pass pays down to prompts of about a tenth of the completion's length.
+    """
     if mode != "auto":
         return mode == "always"
     longest_prompt = max(len(p.prompt_ids) for p in batch)
     longest_completion = max(max(len(p.chosen_ids), len(p.rejected_ids)) for p in batch)
-    return longest_prompt >= longest_completion
+    return 10 * longest_prompt >= longest_completion
 
 
 def pair_logps(

@@ -84,19 +84,21 @@ def _iteration_matches(name: str, wanted: str) -> bool:
 
 
 def load_input(path: str | Path) -> VizInput:
-    """A tree JSON file, an iteration folder (with trees/), or a run folder (with iter_*/trees/)."""
+    """A tree JSON file, an iteration folder (with trees/) or its trees/, or a run folder (iter_*/trees/)."""
     path = Path(path)
     if path.is_file():
         pairs_file = path.parent.parent / "pairs.jsonl" if path.parent.name == "trees" else None
         tree = load_tree(path, pairs_file)
         iteration_name = path.parent.parent.name if pairs_file else path.parent.name
-        return VizInput(tree.tree["task_id"], "tree", path, [VizIteration(iteration_name, [tree])])
+        return VizInput(str(tree.tree["task_id"]), "tree", path, [VizIteration(iteration_name, [tree])])
     if not path.is_dir():
         raise FileNotFoundError(
             f"{path} does not exist: give a tree JSON, an iteration folder or a run folder"
         )
     if (path / "trees").is_dir():
         return VizInput(path.name, "iteration", path, [load_iteration(path)])
+    if path.name == "trees" and any(path.glob("*.json")):  # the trees/ folder of an iteration
+        return VizInput(path.parent.name, "iteration", path, [load_iteration(path.parent)])
     iteration_dirs = sorted(p for p in path.glob("iter_*") if p.is_dir())
     iterations = [load_iteration(p) for p in iteration_dirs if (p / "trees").is_dir()]
     iterations = [it for it in iterations if it.trees]
