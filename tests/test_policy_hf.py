@@ -49,6 +49,12 @@ def test_satisfies_protocol_and_loads_on_cpu_in_fp32(random_policy):
     assert random_policy.device.type == "cpu"
     assert next(random_policy.model.parameters()).dtype == torch.float32
     assert 1 <= random_policy.rows_per_batch(300) <= 64
+    assert random_policy.rows_per_batch(100_000) < random_policy.rows_per_batch(300)  # long rows: fewer
+    assert (
+        random_policy.num_tokens("He has 31+17=48")
+        == len(random_policy.encode_completions(["He has 31+17=48"])[0])
+        > 5
+    )
 
 
 def test_n_samples_per_prompt_and_lengths(random_policy):

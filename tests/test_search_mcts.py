@@ -96,10 +96,32 @@ def test_tree_invariants(lockstep_run, tasks):
     assert result.stats["search/nodes"] == sum(len(t["nodes"]) for t in result.trees)
 
 
+def _expected_step_pairs(tree: dict, margin: float) -> set[tuple[int, int, int]]:
+    """(node, chosen, rejected) for every node whose children satisfy DESIGN §5, computed from the JSON."""
+    nodes = {n["id"]: n for n in tree["nodes"]}
+
+    def has_correct(node_id: int) -> bool:
+        node = nodes[node_id]
+        if (node["terminal"] and node["outcome"]) or any(r["correct"] for r in node["rollouts"]):
+            return True
+        return any(has_correct(c) for c in node["children"] if nodes[c]["N"])
+
+    expected = set()
+    for node in nodes.values():
+        evaluated = [nodes[c] for c in node["children"] if nodes[c]["N"]]
+        if len(evaluated) < 2:
+            continue
+        chosen = max(evaluated, key=lambda n: (n["Q"], -n["id"]))
+        rejected = min(evaluated, key=lambda n: (n["Q"], n["id"]))
+        distinct = chosen["text"].strip() != rejected["text"].strip()
+        if chosen["Q"] - rejected["Q"] >= margin and has_correct(chosen["id"]) and distinct:
+            expected.add((node["id"], chosen["id"], rejected["id"]))
+    return expected
+
+
 def test_pairs_share_prompt_and_respect_margin(lockstep_run, recipe, tasks):
     result, _ = lockstep_run
     by_id = {t.id: t for t in tasks}
-    assert result.pairs, "a 2-step search on the trained model should yield pairs"
     for pair in result.pairs:
         meta = pair.metadata
         task = by_id[meta["task_id"]]
@@ -113,6 +135,14 @@ def test_pairs_share_prompt_and_respect_margin(lockstep_run, recipe, tasks):
             assert (
                 nodes[meta["chosen_id"]]["parent"] == nodes[meta["rejected_id"]]["parent"] == meta["node_id"]
             )
+    # every qualifying sibling pair in every tree became a step pair, and nothing else did
+    for tree in result.trees:
+        made = {
+            (p.metadata["node_id"], p.metadata["chosen_id"], p.metadata["rejected_id"])
+            for p in result.pairs
+            if p.metadata["kind"] == "step" and p.metadata["task_id"] == tree["task_id"]
+        }
+        assert made == _expected_step_pairs(tree, SMALL.margin)
 
 
 def test_gold_solution_never_in_a_prompt(lockstep_run, tasks):
@@ -205,7 +235,8 @@ def test_toy_tree_prefers_the_good_step():
     root_children = [nodes[c] for c in nodes[0]["children"]]
     good = next(n for n in root_children if n["text"] == "good")
     bad = next(n for n in root_children if n["text"] == "bad")
-    assert good["Q"] == 1.0 and bad["Q"] == 0.0
+    # every solution through "bad" fails; through "good" only a later "bad" step can fail
+    assert bad["Q"] == 0.0 and good["Q"] >= 0.5
     # PUCT sends the remaining simulations down the good branch
     assert good["N"] > bad["N"]
     # priors: softmax of length-normalised log-probs (-0.5 vs -2.0)

@@ -1,9 +1,11 @@
 """The optimisation loop shared by preference training and SFT: nothing in it knows what the loss is.
 
 AdamW (decay on matrices only), linear warm-up then cosine decay, gradient accumulation over micro-batches,
-global-norm clipping, fp32 on CPU and bf16 autocast on GPU, and a seeded torch.Generator for the data
-order. A caller supplies `micro_step(micro, step) -> (loss, sums)`: the loss of one micro-batch already
-divided by whatever normalises the whole step (number of pairs, or of weighted tokens), so that summing the
+global-norm clipping (a step whose gradient is not finite is skipped and logged), fp32 on CPU and bf16
+autocast on GPU, and a seeded torch.Generator for the data order.
+
+A caller supplies `micro_step(micro, step) -> (loss, sums)`: the loss of one micro-batch already divided
+by whatever normalises the whole step (number of pairs, or of weighted tokens), so that summing the
 micro-batches' gradients gives the step's gradient whatever the split (batch 1 x accumulation 4 equals
 batch 4 x accumulation 1); `sums` are metric numerators that `summarize` turns into the step's metrics.
 """
@@ -119,7 +121,7 @@ def optimize(
     params = [p for group in optimizer.param_groups for p in group["params"]]
     history: list[dict[str, float]] = []
     seen_tokens, step = 0, 0
-    for epoch in range(config.epochs):
+    for _ in range(config.epochs):
         plan = plan_epoch(
             lengths, batch_size=config.batch_size, grad_accum=config.grad_accum, generator=generator
         )
@@ -136,7 +138,10 @@ def optimize(
                 for key, value in micro_sums.items():
                     sums[key] = sums.get(key, 0.0) + value
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
+            if torch.isfinite(grad_norm):
+                optimizer.step()
+            else:  # one bad batch (inf/nan) must not poison the weights: skip its update
+                logger.warning("step %d: gradient norm is %s; update skipped", step + 1, float(grad_norm))
             optimizer.zero_grad(set_to_none=True)
             step += 1
             seen_tokens += sum(tokens[i] for i in step_indices)
@@ -145,13 +150,11 @@ def optimize(
                 {
                     "train/lr": lr,
                     "train/grad_norm": float(grad_norm),
-                    "train/epoch": epoch + (len(history) % per_epoch + 1) / per_epoch,
+                    "train/epoch": step / per_epoch,
                     "train/tokens": float(seen_tokens),
                 }
             )
             history.append(metrics)
-            if not math.isfinite(metrics.get("train/loss", 0.0)):
-                logger.warning("step %d: loss is %s (lr %.3g)", step, metrics["train/loss"], lr)
             if progress is not None:
                 progress(step, total, metrics)
     return history, seen_tokens, generator

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from selfimprove.verify.base import Verifier
 
-VERIFIERS = ("math",)
+VERIFIERS = ("math", "code")
 
 
 def make_verifier(name: str) -> Verifier:
@@ -13,4 +13,8 @@ def make_verifier(name: str) -> Verifier:
         from selfimprove.verify.math import MathVerifier
 
         return MathVerifier()
+    if name == "code":
+        from selfimprove.verify.code import CodeVerifier
+
+        return CodeVerifier()
     raise ValueError(f"unknown verifier {name!r}; choose from {list(VERIFIERS)}")
