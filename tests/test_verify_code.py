@@ -6,6 +6,7 @@ process may be left and the host must be unharmed (files, environment, signals, 
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -16,7 +17,14 @@ import pytest
 
 from selfimprove.tasks.task import Task
 from selfimprove.verify.base import Verdict
-from selfimprove.verify.code import CodeResult, CodeVerifier, assemble_program, run_tests, run_tests_many
+from selfimprove.verify.code import (
+    CodeResult,
+    CodeVerifier,
+    SandboxPool,
+    assemble_program,
+    run_tests,
+    run_tests_many,
+)
 from selfimprove.verify.registry import make_verifier
 
 SQUARE_TESTS = "assert f(2) == 4\nassert f(3) == 9\nassert f(-1) == 1\n"
@@ -37,13 +45,29 @@ def _sandbox_processes() -> list[int]:
     return found
 
 
+def _servers() -> list[int]:
+    """Pids of sandbox servers (zygotes) of this test process."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if b"_code_runner.py" in cmdline and int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                found.append(int(entry))
+    return found
+
+
 @pytest.fixture(autouse=True)
 def _nothing_left_behind():
     yield
+    gc.collect()  # verifiers stop their servers when collected
     deadline = time.monotonic() + 2.0  # a killed group may take a moment to be reaped
-    while _sandbox_processes() and time.monotonic() < deadline:
+    while (_sandbox_processes() or _servers()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _sandbox_processes() == []
+    assert _sandbox_processes() == [] and _servers() == []
 
 
 def _many(programs: list[str], tests: str = SQUARE_TESTS, **limits: float) -> list[CodeResult]:
@@ -126,6 +150,29 @@ def test_pool_gives_the_serial_results_in_order() -> None:
     pooled = _many(programs)
     assert [(r.status, r.tests_passed) for r in pooled] == [(r.status, r.tests_passed) for r in serial]
     assert [r.status for r in pooled] == ["passed", "failed", "passed", "error"]
+
+
+def test_a_pool_reuses_its_servers_but_no_state_passes_between_runs() -> None:
+    leak = "import json\njson.leaked = True\nopen('left.txt', 'w').write('x')\n" + GOOD
+    probe = (
+        "import json, os\nseen = [hasattr(json, 'leaked'), os.path.exists('left.txt'), os.listdir('.')]\n"
+        "def f(x):\n    return x * x if seen == [False, False, []] else 0\n"
+    )
+    with SandboxPool(1) as pool:
+        first = pool.run(leak, SQUARE_TESTS, **LIMITS)
+        servers = _servers()
+        timed_out = pool.run("while True:\n    pass\n", SQUARE_TESTS, timeout=0.5, memory_mb=128)
+        second = pool.run(probe, SQUARE_TESTS, **LIMITS)
+        assert len(servers) == 1 and _servers() == servers  # one server did all three runs
+        os.kill(servers[0], signal.SIGKILL)  # a server that dies is reported, then replaced
+        lost = pool.run(GOOD, SQUARE_TESTS, **LIMITS)
+        third = pool.run(probe, SQUARE_TESTS, **LIMITS)
+        assert len(_servers()) == 1 and _servers() != servers
+    assert _servers() == []
+    statuses = (first.status, timed_out.status, second.status, lost.status, third.status)
+    assert statuses == ("passed", "timeout", "passed", "killed", "passed")
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.run(GOOD, SQUARE_TESTS)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ _SMOKE: dict[str, Any] = {
     "iterations": 1,
     "token_budget": 12_000,
     "model": {"preset": "test"},
-    "task": {"tasks_per_iteration": 32, "min_steps": 1, "max_steps": 2},
+    "task": {"tasks_per_iteration": 32, "min_steps": 1, "max_steps": 1},
     "search": {
         "type": "mcts",
         "simulations": 8,
@@ -106,8 +106,9 @@ _SMOKE: dict[str, Any] = {
         "max_rollout_tokens": 96,
         "max_step_tokens": 40,
         "trees_per_batch": 16,
+        "pair_kinds": ["step", "full"],
     },
-    "train": {"lr": 1e-4, "batch_size": 8, "loss": "rpo"},
+    "train": {"lr": 1e-4, "batch_size": 4, "epochs": 2, "loss": "rpo"},
     "eval": {"n": 24, "k": 2, "max_new_tokens": 96, "steps": [1, 2]},
 }
 

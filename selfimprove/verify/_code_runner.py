@@ -1,11 +1,13 @@
 """The sandbox runner: a standalone script that runs one program and its tests in a locked-down child.
 
-`selfimprove.verify.code.run_tests` starts this file as `python -s -S -B [-P] _code_runner.py` in a fresh
-temporary directory, in a new session, with a minimal environment. It imports nothing from selfimprove.
+`selfimprove.verify.code.SandboxPool` starts this file as `python -s -S -B [-P] _code_runner.py`, in a new
+session with a minimal environment: the zygote. It imports nothing from selfimprove. For every run the
+parent writes a fresh temporary directory's path, and the zygote forks a supervisor that starts its own
+session there (so the interpreter starts once, not once per run).
 
-Two processes, so that the verdict is never written by the process that runs model code:
+Two processes per run, so that the verdict is never written by the process that runs model code:
 
-- the supervisor (this script's main process) reads the job from stdin, forks the worker, and only then
+- the supervisor (the zygote's fork) reads the job from stdin, forks the worker, and only then
   reads the parent's nonce (also from stdin). It never runs model code. It collects the worker's records
   and output (capped), enforces the wall-clock limit, reaps the worker and prints one JSON report that
   carries the nonce. The parent believes no report without its nonce, and the worker never had it.
@@ -206,9 +208,10 @@ def _audit_hook(sandbox, path_fds):
     return hook
 
 
-def worker(job, secret, record_fd, output_fd, sandbox):
+def worker(job, secret, record_fd, output_fd, sandbox, lib):
     """Lock down, compile, run; never returns (os._exit)."""
     write, exit_now = os.write, os._exit
+    supervisor = os.getppid()
 
     def emit(payload):
         write(record_fd, secret + b" " + payload.encode("utf-8", "replace") + b"\n")
@@ -227,7 +230,6 @@ def worker(job, secret, record_fd, output_fd, sandbox):
 
     # 2. isolation that needs privileges: network namespace, then the standard library as directory fds
     #    (so that it stays importable after dropping to nobody when /root is private), then the uid
-    lib = libc()
     netns = lib.unshare(CLONE_NEWNET) == 0 or lib.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0
     root = os.geteuid() == 0
     path_fds, moved = [], {}
@@ -260,7 +262,7 @@ def worker(job, secret, record_fd, output_fd, sandbox):
     lib.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     lib.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # after setuid, which clears it
     lib.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # setuid cleared it; /proc/self/fd (the stdlib) needs it
-    if os.getppid() == 1:  # the supervisor died before the death signal was armed
+    if os.getppid() != supervisor:  # the supervisor died before the death signal was armed
         exit_now(3)
     os.environ.clear()
     os.environ.update({"PATH": "/usr/bin:/bin", "HOME": sandbox, "TMPDIR": sandbox, "LANG": "C.UTF-8"})
@@ -290,7 +292,7 @@ def worker(job, secret, record_fd, output_fd, sandbox):
         if kind == "def":  # the function's own code object, so no later rebinding of its name matters
             code = next(c for c in code.co_consts if hasattr(c, "co_name") and c.co_name == unit["name"])
         units.append((index, kind, unit.get("name"), unit.get("count", 0), code))
-    del lib
+    del lib  # its functions stay reachable through ctypes, which the audit hook below refuses
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
         del sys.modules[name]
     # Signalling by pidfd raises no audit event; without a uid drop it could reach the host's processes.
@@ -428,12 +430,12 @@ def parse_records(data, secret):
     return out, tampered
 
 
-def main():
+def serve(lib):
+    """One run, in a fresh child of the zygote: fd 0 carries the job then the nonce, fd 1 the report."""
     length = int(read_line(0))
     job = json.loads(read_exact(0, length))
     secret = os.urandom(16).hex().encode()
     sandbox = os.getcwd()
-    lib = libc()
     lib.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # the worker cannot ptrace us or read our memory or fds
     if os.geteuid() == 0:
         os.chown(sandbox, NOBODY, NOBODY)
@@ -445,7 +447,7 @@ def main():
         try:
             os.close(record_r)
             os.close(output_r)
-            worker(job, secret, record_w, output_w, sandbox)
+            worker(job, secret, record_w, output_w, sandbox, lib)
         finally:
             os._exit(4)
     os.close(record_w)
@@ -468,10 +470,44 @@ def main():
         "maxrss_kb": result["maxrss_kb"],
         "seconds": time.monotonic() - start,
     }
-    data = memoryview(json.dumps(report).encode() + b"\n")
+    write_all(json.dumps(report).encode() + b"\n")
+
+
+def write_all(data):
+    data = memoryview(data)
     while data:
         data = data[os.write(1, data) :]
 
 
+def zygote():
+    """Serve runs until stdin closes: for each `<sandbox path>` line, fork a supervisor for one run.
+
+    The zygote never runs a job itself, so no state passes from one run to the next; each supervisor
+    starts its own session (the parent kills that group on timeout) and first reports its pid.
+    """
+    # No parent-death signal here: it fires when the parent *thread* that started us exits (pool threads
+    # come and go). The zygote ends when its stdin closes, i.e. when the parent closes it or exits.
+    lib = libc()
+    while True:
+        try:
+            sandbox = read_line(0, limit=4096).decode()
+        except EOFError:
+            return
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setsid()
+                os.chdir(sandbox)
+                write_all(b"%d\n" % os.getpid())
+                serve(lib)
+                code = 0
+            except BaseException as error:  # a runner bug: say so on the report line, without a nonce
+                write_all(json.dumps({"runner_error": f"{type(error).__name__}: {error}"}).encode() + b"\n")
+            finally:
+                os._exit(code)
+        os.waitpid(pid, 0)
+
+
 if __name__ == "__main__":
-    main()
+    zygote()

@@ -32,13 +32,16 @@ import json
 import logging
 import os
 import secrets
+import select
 import shutil
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,7 +51,15 @@ from selfimprove.tasks.task import Task
 from selfimprove.verify._code_tests import TestPlan, plan_tests
 from selfimprove.verify.base import Verdict
 
-__all__ = ["STATUSES", "CodeResult", "CodeVerifier", "assemble_program", "run_tests", "run_tests_many"]
+__all__ = [
+    "STATUSES",
+    "CodeResult",
+    "CodeVerifier",
+    "SandboxPool",
+    "assemble_program",
+    "run_tests",
+    "run_tests_many",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +68,9 @@ _RUNNER = Path(__file__).with_name("_code_runner.py")
 _MAX_OUTPUT = 8192  # bytes of the program's stdout+stderr kept for the detail
 _MAX_FILE_BYTES = 16 << 20  # RLIMIT_FSIZE: the largest file a program may write in its sandbox
 _MIN_MEMORY_MB = 64  # below this the interpreter itself cannot start its work
-# Python's own startup and the runner's lock-down happen outside the program's time limit; on a busy
-# machine they can take seconds, so the parent waits this much longer before killing the whole group.
+# A sandbox server's interpreter start (first run only) and the runner's lock-down happen outside the
+# program's time limit; on a busy machine they can take seconds, so the parent waits this much longer
+# for a report before killing the run's whole process group.
 _STARTUP_GRACE = 15.0
 # The child's whole environment: nothing inherited. A fixed hash seed makes set and dict orders of strings,
 # and so verdicts, reproducible.
@@ -97,7 +109,14 @@ class CodeResult:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# one run
+# runs
+
+
+def _check_limits(timeout: float, memory_mb: int) -> None:
+    if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 < timeout <= 3600):
+        raise ValueError(f"timeout={timeout!r}; allowed: seconds in (0, 3600]")
+    if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb < _MIN_MEMORY_MB:
+        raise ValueError(f"memory_mb={memory_mb!r}; allowed: an integer >= {_MIN_MEMORY_MB}")
 
 
 def run_tests(program: str, tests: str, *, timeout: float = 5.0, memory_mb: int = 512) -> CodeResult:
@@ -106,27 +125,10 @@ def run_tests(program: str, tests: str, *, timeout: float = 5.0, memory_mb: int 
     is limited to about the same); `memory_mb` caps the address space.
 
     Raises ValueError only for bad arguments or gold tests that do not parse or contain no assert.
+    Each call starts a sandbox server and stops it; for many runs, use `run_tests_many` or a SandboxPool.
     """
-    if not isinstance(program, str) or not isinstance(tests, str):
-        raise ValueError(
-            f"program and tests must be str, got {type(program).__name__} and {type(tests).__name__}"
-        )
-    if not (isinstance(timeout, (int, float)) and 0 < timeout <= 3600):
-        raise ValueError(f"timeout={timeout!r}; allowed: seconds in (0, 3600]")
-    if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb < _MIN_MEMORY_MB:
-        raise ValueError(f"memory_mb={memory_mb!r}; allowed: an integer >= {_MIN_MEMORY_MB}")
-    plan = plan_tests(tests)
-    start = time.perf_counter()
-    sandbox = tempfile.mkdtemp(prefix="selfimprove-sandbox-")
-    try:
-        report, failure = _spawn(program, plan, sandbox, timeout=timeout, memory_mb=memory_mb)
-    finally:
-        _remove_tree(sandbox)
-    seconds = time.perf_counter() - start
-    if report is None:
-        return CodeResult("killed" if failure[0] == "killed" else "timeout", False, failure[1], 0, plan.total,
-                          seconds=seconds)  # fmt: skip
-    return _decide(report, plan, timeout=timeout, seconds=seconds)
+    with SandboxPool(1) as pool:
+        return pool.run(program, tests, timeout=timeout, memory_mb=memory_mb)
 
 
 def run_tests_many(
@@ -136,87 +138,194 @@ def run_tests_many(
     timeout: float = 5.0,
     memory_mb: int = 512,
 ) -> list[CodeResult]:
-    """`run_tests` over (program, tests) pairs, `workers` sandboxes at a time (default: CPU count).
+    """`run_tests` over (program, tests) pairs, `workers` runs at a time (default: CPU count), in order.
 
-    Each run is its own process; threads only wait on them, so a thread pool is enough for throughput.
-    Results come back in the order of `jobs`. A job whose tests are invalid gets an "error" result.
+    A job whose tests are invalid gets an "error" result instead of raising.
     """
-    workers = workers or os.cpu_count() or 1
-    if workers < 1:
-        raise ValueError(f"workers={workers!r}; allowed: an integer >= 1")
+    _check_limits(timeout, memory_mb)
+    with SandboxPool(workers) as pool:
+        return pool.run_many(jobs, timeout=timeout, memory_mb=memory_mb)
 
-    def one(job: tuple[str, str]) -> CodeResult:
+
+class SandboxPool:
+    """Up to `workers` sandbox servers ("zygotes"), each serving one run at a time.
+
+    A zygote is the runner script, started once: for every run it forks a fresh supervisor, which starts
+    its own session and forks the worker that runs the program, so a run costs two forks instead of an
+    interpreter start. The zygote itself never runs a job, so nothing passes from one run to the next.
+    A zygote whose run did not end cleanly (timeout, crash) is stopped and replaced. Thread-safe; close it
+    (or use it as a context manager) to stop the servers, which also stop when this process exits.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        workers = workers if workers is not None else (os.cpu_count() or 1)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers={workers!r}; allowed: an integer >= 1")
+        self.workers = workers
+        self._idle: list[_Zygote] = []
+        self._live: set[_Zygote] = set()
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(workers)
+        self._finalizer = weakref.finalize(self, _stop_all, self._live)
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop every sandbox server (runs in flight end as "killed")."""
+        self._finalizer()
+
+    def run(self, program: str, tests: str, *, timeout: float = 5.0, memory_mb: int = 512) -> CodeResult:
+        """`run_tests` on one of this pool's servers."""
+        if not isinstance(program, str) or not isinstance(tests, str):
+            raise ValueError(
+                f"program and tests must be str, got {type(program).__name__} and {type(tests).__name__}"
+            )
+        _check_limits(timeout, memory_mb)
+        plan = plan_tests(tests)
+        job = {
+            "program": program,
+            "units": list(plan.units),
+            "timeout": float(timeout),
+            "memory_mb": memory_mb,
+            "max_output": _MAX_OUTPUT,
+            "max_file_bytes": _MAX_FILE_BYTES,
+        }
+        start = time.perf_counter()
+        sandbox = tempfile.mkdtemp(prefix="selfimprove-sandbox-")
         try:
-            return run_tests(job[0], job[1], timeout=timeout, memory_mb=memory_mb)
-        except ValueError as err:
-            return CodeResult("error", False, str(err))
+            with self._slots:
+                zygote = self._take()
+                report, failure = zygote.run(json.dumps(job).encode(), sandbox, timeout + _STARTUP_GRACE)
+                self._give_back(zygote, healthy=report is not None)
+        finally:
+            _remove_tree(sandbox)
+        seconds = time.perf_counter() - start
+        if report is None:
+            status, detail = failure
+            return CodeResult(status, False, detail, 0, plan.total, seconds=seconds)
+        return _decide(report, plan, timeout=timeout, seconds=seconds)
 
-    if workers == 1 or len(jobs) <= 1:
-        return [one(job) for job in jobs]
-    with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        return list(pool.map(one, jobs))
+    def run_many(
+        self, jobs: Sequence[tuple[str, str]], *, timeout: float = 5.0, memory_mb: int = 512
+    ) -> list[CodeResult]:
+        """`run` over (program, tests) pairs, `workers` at a time, in order; invalid tests give "error"."""
+
+        def one(job: tuple[str, str]) -> CodeResult:
+            try:
+                return self.run(job[0], job[1], timeout=timeout, memory_mb=memory_mb)
+            except ValueError as err:
+                return CodeResult("error", False, str(err))
+
+        if self.workers == 1 or len(jobs) <= 1:
+            return [one(job) for job in jobs]
+        # Threads only wait on processes, so a thread pool is enough for throughput.
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as threads:
+            return list(threads.map(one, jobs))
+
+    def _take(self) -> _Zygote:
+        with self._lock:
+            if self._finalizer.alive is False:
+                raise RuntimeError("this SandboxPool is closed")
+            if self._idle:
+                return self._idle.pop()
+        zygote = _Zygote()
+        with self._lock:
+            self._live.add(zygote)
+        return zygote
+
+    def _give_back(self, zygote: _Zygote, *, healthy: bool) -> None:
+        with self._lock:
+            if healthy and self._finalizer.alive:
+                self._idle.append(zygote)
+                return
+            self._live.discard(zygote)
+        zygote.stop()
 
 
-def _spawn(
-    program: str, plan: TestPlan, sandbox: str, *, timeout: float, memory_mb: int
-) -> tuple[dict | None, tuple[str, str]]:
-    """Start the runner, hand it the job and then the nonce, and return its report if it is genuine."""
-    job = {
-        "program": program,
-        "units": list(plan.units),
-        "timeout": float(timeout),
-        "memory_mb": memory_mb,
-        "max_output": _MAX_OUTPUT,
-        "max_file_bytes": _MAX_FILE_BYTES,
-    }
-    body = json.dumps(job).encode()
-    nonce = secrets.token_hex(16)
-    # Length-prefixed job, then the nonce: the runner reads the job exactly, forks its worker, and only
-    # then reads the nonce, so the worker's memory never contains it.
-    payload = b"%d\n" % len(body) + body + nonce.encode() + b"\n"
-    proc = subprocess.Popen(
-        [sys.executable, *_PYTHON_FLAGS, str(_RUNNER)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=sandbox,
-        env=_ENV,
-        start_new_session=True,
-        close_fds=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(payload, timeout=timeout + _STARTUP_GRACE)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        return None, ("timeout", f"the sandbox gave no report within {timeout + _STARTUP_GRACE:.0f} s")
-    finally:
-        if proc.returncode is None:
-            _kill_group(proc)
-    lines = stdout.strip().splitlines()
-    try:
-        report = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        report = None
-    if not isinstance(report, dict) or not hmac.compare_digest(str(report.get("nonce", "")), nonce):
-        tail = stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        return None, (
-            "killed",
-            f"no valid report from the sandbox (exit {proc.returncode}): {' | '.join(tail)}",
+def _stop_all(zygotes: set[_Zygote]) -> None:
+    for zygote in list(zygotes):
+        zygote.stop()
+    zygotes.clear()
+
+
+class _Zygote:
+    """One sandbox server process and the protocol to it (see _code_runner.py)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, *_PYTHON_FLAGS, str(_RUNNER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=tempfile.gettempdir(),
+            env=_ENV,
+            start_new_session=True,
+            close_fds=True,
         )
-    return report, ("", "")
+        self.buffer = b""
 
+    def run(self, job: bytes, sandbox: str, wait: float) -> tuple[dict | None, tuple[str, str]]:
+        """Send one run; its report if genuine, else None and (status, why). Kills the run's group on
+        timeout; after any failure the caller must stop this zygote (the stream may be out of step)."""
+        nonce = secrets.token_hex(16)
+        # The sandbox path, the length-prefixed job, then the nonce: the supervisor reads the job exactly,
+        # forks its worker, and only then reads the nonce, so the worker's memory never contains it.
+        message = sandbox.encode() + b"\n" + b"%d\n" % len(job) + job + nonce.encode() + b"\n"
+        deadline = time.monotonic() + wait
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(message)
+            self.proc.stdin.flush()
+            pid = int(self._line(deadline))
+            line = self._line(deadline, pid=pid)
+        except (OSError, ValueError) as err:
+            return None, ("killed", f"the sandbox server failed ({err})")
+        except TimeoutError:
+            return None, ("timeout", f"the sandbox gave no report within {wait:.0f} s")
+        try:
+            report = json.loads(line)
+        except ValueError:
+            report = None
+        if not isinstance(report, dict) or not hmac.compare_digest(str(report.get("nonce", "")), nonce):
+            why = report.get("runner_error") if isinstance(report, dict) else None
+            return None, ("killed", f"no valid report from the sandbox{f': {why}' if why else ''}")
+        return report, ("", "")
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the run's whole process group (its session leader's pid is the group id), then reap."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    try:
-        proc.communicate(timeout=2.0)
-    except subprocess.TimeoutExpired:  # something outside the group still holds a pipe: stop reading
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-        proc.wait()
+    def _line(self, deadline: float, pid: int | None = None) -> bytes:
+        """The next line of the server's stdout; on the deadline, SIGKILL the run's group (`pid`)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                if pid is not None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+                raise TimeoutError
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise OSError(f"the sandbox server exited (code {self.proc.poll()})")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+    def stop(self) -> None:
+        """Close the server's stdin (it exits) and make sure it did; its runs' groups die with them."""
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def _remove_tree(path: str) -> None:
@@ -325,17 +434,15 @@ class CodeVerifier:
 
     score = fraction of tests passed; correct = every test passed. `task.metadata` holds "tests" (source
     run after the program), "prompt" and "completion" (see `assemble_program`). `check_many` verifies many
-    completions in parallel sandboxes.
+    completions in parallel; the verifier keeps its sandbox servers (a SandboxPool of `workers`) between
+    calls, so a search's many small checks cost two forks each.
     """
 
     def __init__(self, timeout: float = 5.0, memory_mb: int = 512, workers: int | None = None) -> None:
-        if not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb < _MIN_MEMORY_MB:
-            raise ValueError(f"memory_mb={memory_mb!r}; allowed: an integer >= {_MIN_MEMORY_MB}")
+        _check_limits(timeout, memory_mb)
         self.timeout = timeout
         self.memory_mb = memory_mb
-        self.workers = workers
+        self.pool = SandboxPool(workers)
 
     def check(self, task: Task, completion: str) -> Verdict:
         """Run the tests; never raises (a task without valid tests gives an incorrect verdict)."""
@@ -352,14 +459,15 @@ class CodeVerifier:
                 bad[i] = f"task {task.id} has no tests in metadata['tests']"
                 continue
             jobs.append((i, assemble_program(task, completion), tests))
-        results = run_tests_many(
-            [(program, tests) for _, program, tests in jobs],
-            workers=self.workers,
-            timeout=self.timeout,
-            memory_mb=self.memory_mb,
+        results = self.pool.run_many(
+            [(program, tests) for _, program, tests in jobs], timeout=self.timeout, memory_mb=self.memory_mb
         )
         verdicts: list[Verdict] = [Verdict(False, 0.0, None, bad.get(i, "")) for i in range(len(tasks))]
         for (i, _, _), res in zip(jobs, results, strict=True):
             # predicted stays None: a program is not an answer to vote on (maj@k clusters answers).
             verdicts[i] = Verdict(res.passed, res.score, None, f"{res.status}: {res.detail}")
         return verdicts
+
+    def close(self) -> None:
+        """Stop the sandbox servers now (they also stop when the verifier is garbage-collected)."""
+        self.pool.close()
