@@ -22,10 +22,11 @@ from selfimprove.loop.run import RunPaths, resolve_model_path, run_loop
 from selfimprove.policy.hf import HFPolicy
 from selfimprove.tasks.recipe import load_recipe
 
+# overrides of the preset per method, as in configs/best_of_n_dpo.toml and configs/rft.toml
 METHODS = {
-    "mcts": {"search": {"type": "mcts"}},
-    "bon_dpo": {"search": {"type": "best_of_n"}},
-    "rft": {"search": {"type": "best_of_n"}, "method": "rft"},
+    "mcts": {},
+    "bon_dpo": {"search": {"type": "best_of_n", "n": 8, "max_pairs_per_task": 2}},
+    "rft": {"search": {"type": "best_of_n", "n": 8}, "method": "rft", "train": {"lr": 1e-4}},
 }
 
 

@@ -143,11 +143,6 @@ def test_mcts_toy_tree_on_code_prefers_the_passing_line() -> None:
     _toy_tree("# Return the smallest number, or -1.\n", lines, "program")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="selfimprove/search/mcts.py expand() strips leading whitespace from every step, so the "
-    "indentation of a function body is lost; it needs to keep it for code (strip only the right side)",
-)
 def test_mcts_keeps_the_indentation_of_body_lines() -> None:
     lines = ("    xs = sorted(xs)", "    xs = xs[::-1]", "    return xs[0] if xs else -1")
     _toy_tree('def f(xs):\n    """Return the smallest number, or -1."""\n', lines, "body")

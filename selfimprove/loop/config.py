@@ -112,8 +112,24 @@ _SMOKE: dict[str, Any] = {
     "eval": {"n": 24, "k": 2, "max_new_tokens": 96, "steps": [1, 2]},
 }
 
+# The embedded default: MCTS with few rollouts per node (cheap values, many trees for the budget), step
+# and full-solution pairs, and RPO (DPO + NLL on chosen) at a small learning rate: on the tiny model,
+# preference training at lr 1e-4 for 2 epochs collapsed held-out accuracy (../shared/docs/MEASURED.md).
+_DEFAULT: dict[str, Any] = {
+    "search": {
+        "type": "mcts",
+        "simulations": 20,
+        "children": 3,
+        "rollouts": 2,
+        "max_rollout_tokens": 192,
+        "pair_kinds": ["step", "full"],
+    },
+    "train": {"loss": "rpo", "beta": 0.1, "rpo_alpha": 1.0, "lr": 2e-5, "epochs": 1, "batch_size": 16},
+    "eval": {"n": 200, "k": 4},
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
+    "default": _DEFAULT,
     "smoke": _SMOKE,
 }
 

@@ -127,7 +127,9 @@ def _apply_virtual_loss(tree: Tree, node: Node, amount: int) -> None:
 
 
 def _normalize(step: str) -> str:
-    return " ".join(step.split())
+    """Steps that differ only in inner or trailing whitespace merge; indentation (code) is kept."""
+    indent = step[: len(step) - len(step.lstrip())]
+    return indent + " ".join(step.split())
 
 
 def expand(tree: Tree, leaf: Node, samples: Sequence[Completion], config: MCTSConfig) -> list[Node]:
@@ -145,7 +147,7 @@ def expand(tree: Tree, leaf: Node, samples: Sequence[Completion], config: MCTSCo
     leaf.expanded = True
     children = []
     for (completion, count), weight in zip(merged.values(), weights, strict=True):
-        text = completion.text.strip(" \t\r")
+        text = completion.text.rstrip(" \t\r")
         finished = config.answer_marker in text or completion.finish_reason == "eos"
         blank = not text.strip()
         child = tree.add_child(
