@@ -61,8 +61,17 @@ def arith_prompts(count: int) -> list[str]:
     return sorted((format_prompt(recipe, t) for t in tasks[:count]), key=len)
 
 
+def search_prompts(count: int) -> list[str]:
+    """Search-shaped prompts: a 4-step question with its worked solution as the prefix (~130 tokens)."""
+    recipe = load_recipe("arith")
+    return [
+        format_prompt(recipe, t) + (t.solution or "") + "\n"
+        for t in load_tasks(recipe, "test", count, steps=4, seed=1)
+    ]
+
+
 def line(name: str, batch: int, tokens: int, seconds: float) -> str:
-    return f"  {name:<46} batch {batch:>3}: {tokens / seconds:8,.0f} tokens/s ({seconds:.2f} s)"
+    return f"  {name:<56} batch {batch:>3}: {tokens / seconds:8,.0f} tokens/s ({seconds:.2f} s)"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -87,21 +96,26 @@ def hf_generate(model, tokenizer, prompts, *, batch_size, max_new_tokens, end_to
 
     eos = tokenizer.eos_token_id
     config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=eos if end_token else None,
-        pad_token_id=tokenizer.pad_token_id,
+        max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
+    # an eos_token_id of None in `config` falls back to the model's own: switch that off for the run
+    saved, model.generation_config.eos_token_id = (
+        model.generation_config.eos_token_id,
+        eos if end_token else None,
     )
     tokenizer.padding_side = "left"
     tokens, out = 0, []
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True)
-        with torch.inference_mode():
-            ids = model.generate(**batch, generation_config=config)[:, batch["input_ids"].shape[1] :]
-        for row in ids.tolist():
-            row = row[: row.index(eos) + 1] if end_token and eos in row else row  # finished rows are padded
-            tokens += len(row)
-            out.append([tuple(row)])
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True)
+            with torch.inference_mode():
+                ids = model.generate(**batch, generation_config=config)[:, batch["input_ids"].shape[1] :]
+            for row in ids.tolist():
+                row = row[: row.index(eos) + 1] if end_token and eos in row else row  # drop the padding
+                tokens += len(row)
+                out.append([tuple(row)])
+    finally:
+        model.generation_config.eos_token_id = saved
     return tokens, out
 
 
@@ -185,6 +199,11 @@ def main() -> None:
             few,
             dict(decoder=ours, batch_size=top, n=8, temperature=0.8, seed=0, share_prefill=share),
         )
+    long = search_prompts(8)
+    for share in (True, False):
+        name = f"8 long prompts x n=8, 16 new tokens, {'shared' if share else 'separate'} prefill"
+        settings = dict(decoder=ours, batch_size=top, n=8, temperature=0.8, seed=0, share_prefill=share)
+        cases[name, top] = (long, {**settings, "max_new_tokens": 16})
     if not args.fresh:  # a trained model ends its solutions: real, mixed lengths (as in eval)
         cases["HFPolicy loop, end token on", top] = (
             prompts,
@@ -201,9 +220,9 @@ def main() -> None:
         for key, (subset, settings) in cases.items():
             settings = dict(settings)
             decoder = settings.pop("decoder")
-            max_new = 256 if settings.get("end_token") else new
+            settings.setdefault("max_new_tokens", 256 if settings.get("end_token") else new)
             start = time.perf_counter()
-            tokens, outputs[key] = decoder(model, tokenizer, subset, max_new_tokens=max_new, **settings)
+            tokens, outputs[key] = decoder(model, tokenizer, subset, **settings)
             seconds = time.perf_counter() - start
             if key not in best or seconds < best[key][0]:
                 best[key] = (seconds, tokens)

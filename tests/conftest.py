@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# The tiny models here are dominated by per-operator overhead, not FLOPs; one thread is as fast on an
+# idle machine and several times faster on a busy one (two threads spin against other processes).
+torch.set_num_threads(1)
 
 # A fixed corpus so the random-model tokenizer is identical on every run (no dependency on the generator).
 _CORPUS = [
@@ -37,7 +42,8 @@ def tiny_lm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_tiny_path() -> Path:
     """The `test` preset of the embedded tiny model: SFT-trained briefly on 1-2 step arith problems.
 
-    Its outputs are well-formed GSM8K-style solutions, often right on 1-step problems. Cached in the user
+    Its outputs are well-formed GSM8K-style solutions (one step per line, `<<a*b=c>>` annotations,
+    `#### N`) whose arithmetic is mostly wrong: a few percent right on 1-step problems. Cached in the user
     cache (SELFIMPROVE_CACHE or ~/.cache/selfimprove) so only the first test session pays for the build.
     """
     from selfimprove.policy.tiny import build_tiny_model

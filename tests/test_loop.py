@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -35,8 +36,12 @@ _RUN_SCRIPT = textwrap.dedent(
 
 
 def _run(out: Path, kill_phase: str = "none", kill_at: int = 0) -> int:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-c", _RUN_SCRIPT, str(out), kill_phase, str(kill_at)], check=False, timeout=600
+        [sys.executable, "-c", _RUN_SCRIPT, str(out), kill_phase, str(kill_at)],
+        check=False,
+        timeout=600,
+        env=env,
     ).returncode
 
 

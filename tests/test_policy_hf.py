@@ -115,6 +115,22 @@ def test_logprobs_method_matches_manual_forward_and_shares_prompts(random_policy
     assert tiny_batches.logprobs(prompts, completions) == pytest.approx(scores, abs=1e-5)
 
 
+def test_sampler_frequencies_and_nucleus():
+    from selfimprove.policy.hf import _sample
+
+    generator = torch.Generator().manual_seed(0)
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3, 0.0]]).repeat(40_000, 1)
+    full = torch.bincount(_sample(probs, 1.0, generator), minlength=5) / 40_000
+    assert full.tolist() == pytest.approx([0.1, 0.0, 0.6, 0.3, 0.0], abs=0.01)  # 4 sigma is ~0.01
+    nucleus = torch.bincount(_sample(probs, 0.65, generator), minlength=5) / 40_000  # {2, 3} renormalised
+    assert nucleus.tolist() == pytest.approx([0.0, 0.0, 2 / 3, 1 / 3, 0.0], abs=0.01)
+    assert _sample(probs[:100], 0.5, generator).eq(2).all()  # the top token alone reaches 0.5
+    # a flat distribution over many tokens: the nucleus is beyond the top candidates, found by a full sort
+    flat = torch.full((2000, 300), 1 / 300)
+    picked = _sample(flat, 0.9, generator)
+    assert 250 < len(picked.unique()) <= 270  # 270 equal tokens make up the 0.9 nucleus
+
+
 def test_tiny_top_p_is_greedy(random_policy):
     greedy = random_policy.generate(PROMPTS, max_new_tokens=10, temperature=0)
     nucleus = random_policy.generate(PROMPTS, max_new_tokens=10, temperature=1.0, top_p=1e-6, seed=0)

@@ -38,6 +38,8 @@ _MAX_ROWS_CUDA = 512
 # Memory the automatic batch size may plan for: a fixed budget on a CPU, a fraction of free memory on GPU.
 _CPU_MEMORY_BUDGET = 2 << 30
 _CUDA_FREE_FRACTION = 0.6
+# Top-p looks for the nucleus among this many most probable tokens before sorting the whole vocabulary.
+_TOP_P_CANDIDATES = 64
 
 
 @dataclass
@@ -123,14 +125,37 @@ def _pick_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     return allowed[dtype]
 
 
-def _top_p_sample(probs: torch.Tensor, top_p: float, generator: torch.Generator) -> torch.Tensor:
-    """Nucleus sampling (Holtzman et al. 2020): the smallest set of tokens whose mass reaches top_p."""
-    sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)  # (B, V)
-    # drop a token when the mass before it already reaches top_p; the first token is always kept
-    outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
-    sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-    choice = torch.multinomial(sorted_probs, 1, generator=generator)  # (B, 1)
-    return sorted_ids.gather(-1, choice).squeeze(-1)
+def _sample(probs: torch.Tensor, top_p: float, generator: torch.Generator) -> torch.Tensor:
+    """One token per row of `probs` (B, V); with top_p < 1 only from the nucleus (Holtzman et al. 2020,
+    https://arxiv.org/abs/1904.09751): the most probable tokens whose mass first reaches top_p.
+
+    The nucleus is looked for among the top _TOP_P_CANDIDATES tokens, and the full vocabulary is sorted
+    only when they do not reach top_p: on a CPU a full sort of 64 x 720 probabilities cost more than the
+    tiny model's whole decode step.
+    """
+    if top_p >= 1:
+        return _inverse_cdf(probs, generator)
+    candidates = min(_TOP_P_CANDIDATES, probs.shape[-1])
+    ranked, ids = probs.topk(candidates, dim=-1)  # (B, K), descending
+    if candidates < probs.shape[-1] and not bool((ranked.sum(-1) >= top_p).all()):
+        ranked, ids = probs.sort(dim=-1, descending=True)  # (B, V)
+    # drop a token when the mass before it already reaches top_p; the most probable token always stays
+    ranked = ranked.masked_fill(ranked.cumsum(dim=-1) - ranked >= top_p, 0.0)
+    return ids.gather(-1, _inverse_cdf(ranked, generator)[:, None]).squeeze(-1)
+
+
+def _inverse_cdf(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Index i of each row of `weights` (B, N) drawn with probability weights[i] / sum(weights).
+
+    One uniform number per row against the cumulative sum: the distribution of torch.multinomial at a
+    tenth of its cost on a CPU. The draw is kept strictly below the total, so the first index whose
+    cumulative sum exceeds it always has positive weight.
+    """
+    cdf = weights.double().cumsum(dim=-1)  # (B, N)
+    total = cdf[:, -1:]  # (B, 1)
+    uniform = torch.rand(total.shape, generator=generator, device=weights.device, dtype=cdf.dtype)
+    draw = torch.minimum(uniform * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, draw, right=True).squeeze(-1)
 
 
 def _distinct(row_ids: list[list[int]], row_prompts: list[str]) -> tuple[list[list[int]], list[int]]:
@@ -372,11 +397,7 @@ class HFPolicy:
             if temperature == 0:
                 tokens = logits.argmax(dim=-1)  # (B,)
             else:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                if top_p < 1:
-                    tokens = _top_p_sample(probs, top_p, generator)
-                else:
-                    tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                tokens = _sample(torch.softmax(logits / temperature, dim=-1), top_p, generator)
             token_logprobs = logprobs.gather(-1, tokens[:, None]).squeeze(-1)  # (B,)
             host_tokens, host_logprobs = tokens.tolist(), token_logprobs.double().tolist()
 
