@@ -145,12 +145,14 @@ def plot_accuracy(runs: list[RunSummary], out: Path, *, steps: int | None, title
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for run in runs:
         series = run.greedy_series(steps)
         if series:
             ax.plot([i for i, _ in series], [100 * a for _, a in series], marker="o", label=run.label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
     ax.set_ylabel("greedy accuracy (%)")
     ax.set_title(title)
@@ -167,12 +169,14 @@ def plot_by_steps(run: RunSummary, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     steps = sorted({s for row in run.rows if row.evaluation for s in by_steps(row.evaluation)})
     fig, ax = plt.subplots(figsize=(6, 4))
     for s in steps:
         series = run.greedy_series(s)
         ax.plot([i for i, _ in series], [100 * a for _, a in series], marker="o", label=f"{s} steps")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
     ax.set_ylabel("greedy accuracy (%)")
     ax.set_title(f"{run.path.name}: held-out accuracy by difficulty")
