@@ -18,7 +18,6 @@ a stable hash of its text, so no question text can be generated for two splits, 
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple, TypeVar
 
+from selfimprove.tasks.splits import hash_split
 from selfimprove.tasks.task import Task
 
 __all__ = [
@@ -50,7 +50,6 @@ _T = TypeVar("_T")
 # "val" is a third hash bucket drawn from the training distribution, for choosing hyperparameters
 # without touching the held-out "test" split.
 SPLITS = ("train", "val", "test")
-_TEST_PERCENT, _VAL_PERCENT = 20, 10  # of all question texts; the other 70% are training texts
 
 _MAX_OPERAND = 100  # every quantity stated in a question
 _MAX_RESULT = 9_999  # every intermediate result; keeps numbers within 4 digits for a tiny model
@@ -653,11 +652,8 @@ def _validate(question: str, solution: str, steps: list[_Step], k: int) -> None:
 
 
 def split_of(question: str) -> str:
-    """The split a question text belongs to: a stable hash of the text, so splits never share a question."""
-    bucket = int.from_bytes(hashlib.blake2b(question.encode(), digest_size=8).digest(), "big") % 100
-    if bucket < _TEST_PERCENT:
-        return "test"
-    return "val" if bucket < _TEST_PERCENT + _VAL_PERCENT else "train"
+    """The split a question text belongs to (selfimprove.tasks.splits.hash_split)."""
+    return hash_split(question)
 
 
 def generate_tasks(

@@ -25,12 +25,12 @@ chosen by a stable hash of its gold body, so no function can appear in two split
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import random
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from selfimprove.tasks.splits import hash_split
 from selfimprove.tasks.task import Task
 
 __all__ = ["GENERATOR_VERSION", "MAX_STEPS", "MIN_STEPS", "SPLITS", "generate_code_tasks", "split_of"]
@@ -41,7 +41,6 @@ GENERATOR_VERSION = 1  # bump when the text generated for a given (split, seed, 
 MIN_STEPS = 1
 MAX_STEPS = 6
 SPLITS = ("train", "val", "test")
-_TEST_PERCENT, _VAL_PERCENT = 20, 10  # of all gold bodies; the other 70% are training bodies
 _NUM_TESTS = 5
 _MAX_VALUE = 10**6  # larger intermediate values are resampled: they make examples unreadable
 _ALPHABET = "abcdeXYZ 12"
@@ -267,11 +266,8 @@ def _validate(question: str, body: str, tests: str) -> None:
 
 
 def split_of(body: str) -> str:
-    """The split a gold body belongs to: a stable hash of the code, so splits never share a function."""
-    bucket = int.from_bytes(hashlib.blake2b(body.encode(), digest_size=8).digest(), "big") % 100
-    if bucket < _TEST_PERCENT:
-        return "test"
-    return "val" if bucket < _TEST_PERCENT + _VAL_PERCENT else "train"
+    """The split a gold body belongs to (selfimprove.tasks.splits.hash_split)."""
+    return hash_split(body)
 
 
 def generate_code_tasks(
