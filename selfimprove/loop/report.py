@@ -139,8 +139,8 @@ def _search_table(run: RunSummary) -> list[str]:
     return lines
 
 
-def plot_accuracy(runs: list[RunSummary], out: Path, *, steps: int | None, title: str) -> None:
-    """Greedy held-out accuracy per iteration, one line per run."""
+def _line_plot(lines: list[tuple[str, list[tuple[int, float]]]], out: Path, title: str) -> None:
+    """Greedy accuracy (%) against iteration, one line per (label, series)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,10 +148,9 @@ def plot_accuracy(runs: list[RunSummary], out: Path, *, steps: int | None, title
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for run in runs:
-        series = run.greedy_series(steps)
+    for label, series in lines:
         if series:
-            ax.plot([i for i, _ in series], [100 * a for _, a in series], marker="o", label=run.label)
+            ax.plot([i for i, _ in series], [100 * a for _, a in series], marker="o", label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
     ax.set_ylabel("greedy accuracy (%)")
@@ -163,28 +162,16 @@ def plot_accuracy(runs: list[RunSummary], out: Path, *, steps: int | None, title
     plt.close(fig)
 
 
+def plot_accuracy(runs: list[RunSummary], out: Path, *, steps: int | None, title: str) -> None:
+    """Greedy held-out accuracy per iteration, one line per run."""
+    _line_plot([(run.label, run.greedy_series(steps)) for run in runs], out, title)
+
+
 def plot_by_steps(run: RunSummary, out: Path) -> None:
     """Greedy held-out accuracy per iteration, one line per step count."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
     steps = sorted({s for row in run.rows if row.evaluation for s in by_steps(row.evaluation)})
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for s in steps:
-        series = run.greedy_series(s)
-        ax.plot([i for i, _ in series], [100 * a for _, a in series], marker="o", label=f"{s} steps")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("greedy accuracy (%)")
-    ax.set_title(f"{run.path.name}: held-out accuracy by difficulty")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    lines = [(f"{s} steps", run.greedy_series(s)) for s in steps]
+    _line_plot(lines, out, f"{run.path.name}: held-out accuracy by difficulty")
 
 
 def write_report(run_dir: str | Path, baselines: list[str | Path] = ()) -> Path:
