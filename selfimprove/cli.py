@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("selfimprove.policy.cli", "build the embedded tiny model"),
     "tasks": ("selfimprove.tasks.cli", "inspect task recipes"),
     "viz": ("selfimprove.viz.cli", "search trees as an offline HTML viewer, Graphviz DOT or terminal text"),
+    "serve": ("selfimprove.serve.cli", "serve a model over an OpenAI-compatible /v1/completions API"),
 }
 
 

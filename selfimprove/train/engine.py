@@ -22,6 +22,7 @@ import torch
 
 from selfimprove.train.config import SFTConfig
 from selfimprove.train.data import plan_epoch, steps_per_epoch
+from selfimprove.train.distributed import current_data_parallel
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +113,13 @@ def optimize(
 ) -> tuple[list[dict[str, float]], int, torch.Generator]:
     """Run config.epochs epochs over examples 0..n-1; returns (metrics per step, tokens, generator).
 
-    `lengths` order the examples into length buckets; `tokens` are counted into the result.
+    `lengths` order the examples into length buckets; `tokens` are counted into the result. Under
+    torchrun with several processes each rank trains on its share of every step and the gradients are
+    summed over ranks before clipping (distributed.py); alone, nothing changes.
     """
+    parallel = current_data_parallel()
+    if parallel is not None:
+        parallel.broadcast_parameters(model)
     generator = torch.Generator().manual_seed(config.seed)
     per_epoch = steps_per_epoch(len(lengths), batch_size=config.batch_size, grad_accum=config.grad_accum)
     total = per_epoch * config.epochs
@@ -131,12 +137,16 @@ def optimize(
                 group["lr"] = lr
             step_indices = [i for micro in micro_batches for i in micro]
             sums: dict[str, float] = {}
-            for micro in micro_batches:
+            local = micro_batches if parallel is None else parallel.shard(micro_batches, config.batch_size)
+            for micro in local:
                 with autocast(device, amp_dtype):
                     loss, micro_sums = micro_step(micro, step_indices)
                 loss.backward()
                 for key, value in micro_sums.items():
                     sums[key] = sums.get(key, 0.0) + value
+            if parallel is not None:
+                parallel.all_reduce_gradients(params)
+                sums = parallel.sum_metrics(sums)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             if torch.isfinite(grad_norm):
                 optimizer.step()
