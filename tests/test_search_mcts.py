@@ -271,3 +271,51 @@ def test_pairs_need_a_verified_correct_chosen_subtree():
     b.rollouts.append(Rollout("#### 2", False, 3))
     pairs = tree_pairs(tree, margin=0.3, kinds=("step", "extended"), max_full_pairs=2)
     assert [(p.chosen, p.rejected) for p in pairs] == [("a\n", "b\n"), ("a\n#### 1", "b\n#### 2")]
+
+
+class ArithmeticPolicy:
+    """Steps with a true or a false calculator annotation; rollouts always reach the right answer.
+
+    Without the step check both steps look equally good (every rollout succeeds); with it, the false step is
+    a terminal worth exactly 0 and gets no rollout at all.
+    """
+
+    def generate(
+        self, prompts: Sequence[str], *, n: int = 1, stop: Sequence[str] = (), **_
+    ) -> list[list[Completion]]:
+        out = []
+        for prompt in prompts:
+            depth = len(prompt.split("Answer:\n", 1)[1].splitlines())
+            if stop and depth == 0:
+                steps = ["So 2+3=<<2+3=5>>5.", "So 2+3=<<2+3=6>>6."]
+                out.append([Completion(steps[i % 2], (1, 2), -1.0, "stop", "\n") for i in range(n)])
+            else:  # the answer step, or a rollout to the end
+                out.append([Completion("#### 5", (1,), -0.5, "eos") for _ in range(n)])
+        return out
+
+    def logprobs(self, prompts, completions):
+        return [0.0] * len(prompts)
+
+
+@pytest.mark.parametrize("verifier_name", ["math", "math-answer"])
+def test_step_verifier_prunes_false_steps(verifier_name: str) -> None:
+    task = Task(id="add", question="q", answer="5", solution="So 2+3=<<2+3=5>>5.\n#### 5")
+    config = MCTSConfig(
+        simulations=8, children=2, rollouts=2, leaves_per_tree=1, trees_per_batch=1, margin=0.5
+    )
+    result = MCTS(config).run(
+        ArithmeticPolicy(), make_verifier(verifier_name), [task], lambda t: "Answer:\n", seed=0
+    )
+    nodes = result.trees[0]["nodes"]
+    true_step, false_step = (next(n for n in nodes if n["text"] == f"So 2+3=<<2+3={v}>>{v}.") for v in (5, 6))
+    if verifier_name == "math":
+        assert false_step["pruned"] and false_step["terminal"] and false_step["rollouts"] == []
+        assert false_step["Q"] == 0.0 and true_step["Q"] == 1.0
+        assert result.stats["search/false_steps"] == 1
+        assert [(p.chosen, p.rejected) for p in result.pairs if p.metadata["kind"] == "step"] == [
+            ("So 2+3=<<2+3=5>>5.\n", "So 2+3=<<2+3=6>>6.\n")
+        ]
+    else:  # the answer-only check cannot tell the steps apart
+        assert not false_step["pruned"] and false_step["Q"] == 1.0 and true_step["Q"] == 1.0
+        assert result.stats["search/false_steps"] == 0
+        assert [p for p in result.pairs if p.metadata["kind"] == "step"] == []

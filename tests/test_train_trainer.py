@@ -316,6 +316,7 @@ def test_sft_learns_the_completions(load, tokenizer) -> None:
         ({"lr": -1.0}, r"lr=-1.0"),
         ({"label_smoothing": 0.1, "loss": "ipo"}, r"label_smoothing=0.1.*'ipo'"),
         ({"share_prompt": "sometimes"}, r"share_prompt='sometimes'"),
+        ({"divergence_window": -1}, r"divergence_window=-1.*integer >= 0"),
         ({"mask_spans": (("<a>", "", 0.0),)}, r"mask_spans"),
         ({"dtype": "fp16"}, r"dtype='fp16'"),
     ],
@@ -341,3 +342,24 @@ def test_bad_inputs_are_named(load, tokenizer) -> None:
         train_preference(load(), tokenizer, _pairs(1), SFTConfig())
     with pytest.raises(ValueError, match="not a model folder"):
         train_preference(load(), tokenizer, _pairs(1), _config(), reference="/nonexistent/model")
+
+
+def test_divergence_window_scores_only_the_tokens_where_the_sides_differ(load, tokenizer) -> None:
+    """With window 1 the first step's DPO margin is the log-ratio of the first differing token alone."""
+    pair = _pairs(1)[0]
+    items = tokenize_pairs(tokenizer, [pair], max_length=512)
+    chosen, rejected = items[0].chosen_ids, items[0].rejected_ids
+    split = next(i for i, (a, b) in enumerate(zip(chosen, rejected, strict=False)) if a != b)
+    assert 0 < split < len(chosen) - 1  # the sides share a prefix and go on after the split
+    model = load()
+    live_chosen = _live_logps(model, tokenizer, pair.prompt, list(chosen))
+    live_rejected = _live_logps(model, tokenizer, pair.prompt, list(rejected))
+    result = train_preference(
+        model, tokenizer, [pair], _config(divergence_window=1, loss="rpo", batch_size=1)
+    )
+    first = result.metrics[0]
+    assert first["logps/chosen"] == pytest.approx(float(live_chosen[split]), abs=1e-4)
+    assert first["logps/rejected"] == pytest.approx(float(live_rejected[split]), abs=1e-4)
+    # RPO's NLL still covers the whole chosen completion (+ end token), per token
+    assert first["train/nll"] == pytest.approx(float(-live_chosen.mean()), abs=1e-4)
+    assert first["train/loss"] == pytest.approx(math.log(2) + first["train/nll"], abs=1e-4)

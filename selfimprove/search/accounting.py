@@ -54,6 +54,7 @@ def search_stats(trees: Sequence[Tree], counter: Counter, seconds: float) -> dic
         "search/trees": len(trees),
         "search/nodes": nodes,
         "search/solved": sum(any(s.correct for s in tree_samples(t)) for t in trees),
+        "search/false_steps": sum(n.pruned for t in trees for n in t.nodes),
         "search/tokens": counter.tokens,
         "search/generate_calls": counter.generate_calls,
         "search/seconds": seconds,

@@ -33,7 +33,7 @@ from selfimprove.search.base import SearchProgress, SearchResult
 from selfimprove.search.pairs import PAIR_KINDS, tree_pairs
 from selfimprove.search.tree import Node, Rollout, Tree, tree_samples, tree_stats
 from selfimprove.tasks.task import Task
-from selfimprove.verify.base import Verifier
+from selfimprove.verify.base import StepVerifier, Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +132,18 @@ def _normalize(step: str) -> str:
     return indent + " ".join(step.split())
 
 
-def expand(tree: Tree, leaf: Node, samples: Sequence[Completion], config: MCTSConfig) -> list[Node]:
-    """Add the distinct sampled steps as children of `leaf`, with sibling-normalised priors."""
+def expand(
+    tree: Tree,
+    leaf: Node,
+    samples: Sequence[Completion],
+    config: MCTSConfig,
+    step_verifier: StepVerifier | None = None,
+) -> list[Node]:
+    """Add the distinct sampled steps as children of `leaf`, with sibling-normalised priors.
+
+    With a `step_verifier`, a step it proves false (a wrong `<<a*b=c>>`) becomes a terminal worth 0 at once:
+    no rollout tokens are spent on it, and its Q is exact rather than a noisy rollout estimate.
+    """
     merged: dict[str, tuple[Completion, int]] = {}
     for sample in samples:
         key = _normalize(sample.text)
@@ -160,6 +170,9 @@ def expand(tree: Tree, leaf: Node, samples: Sequence[Completion], config: MCTSCo
             finished=finished and not blank,
         )
         child.terminal = finished or blank or child.depth >= config.max_depth
+        proven_false = step_verifier is not None and step_verifier.check_prefix(tree.task, text) is not None
+        if proven_false and not blank:
+            child.terminal, child.pruned, child.outcome = True, True, False
         children.append(child)
     return children
 
@@ -235,6 +248,7 @@ class MCTS:
         self, policy: Policy, verifier: Verifier, trees: list[Tree], *, seed: int, counter: Counter
     ) -> None:
         config = self.config
+        step_verifier = verifier if isinstance(verifier, StepVerifier) else None
         for round_index in range(10 * config.simulations + 10):  # a hard stop; budgets end it far sooner
             round_seed = seed * 100_003 + round_index
             to_expand: list[tuple[Tree, Node]] = []
@@ -275,7 +289,7 @@ class MCTS:
                 )
                 for (tree, leaf), leaf_samples in zip(to_expand, samples, strict=True):
                     budget = config.simulations - tree.root.visits - _pending_evaluations(to_evaluate, tree)
-                    children = expand(tree, leaf, leaf_samples, config)
+                    children = expand(tree, leaf, leaf_samples, config, step_verifier)
                     to_evaluate.extend((tree, child) for child in children[: max(0, budget)])
             for tree, node in to_expand:
                 _apply_virtual_loss(tree, node, -1)

@@ -43,6 +43,7 @@ class Node:
     terminal: bool = False
     finished: bool = False  # terminal because the solution ended (answer marker or end token), not max depth
     outcome: bool | None = None  # verifier verdict of a terminal's full solution
+    pruned: bool = False  # the verifier proved this step false (a wrong calculator annotation): value 0
     expanded: bool = False
     children: list[int] = field(default_factory=list)
     rollouts: list[Rollout] = field(default_factory=list)
@@ -127,6 +128,7 @@ class Tree:
                     "evaluations": n.evaluations,
                     "terminal": n.terminal,
                     "outcome": n.outcome,
+                    "pruned": n.pruned,
                     "children": list(n.children),
                     "rollouts": [
                         {"text": r.text, "correct": r.correct, "tokens": r.num_tokens} for r in n.rollouts

@@ -112,6 +112,11 @@ class TrainConfig(SFTConfig):
     # compute a pair's shared prompt once and run chosen and rejected against its KV cache: "auto" does it
     # unless the prompts are under a tenth of the completions' length (see logprobs.use_shared_prompt)
     share_prompt: str = "auto"
+    # 0: the preference term scores every completion token. n > 0: it scores only the n tokens from the first
+    # one where chosen and rejected differ (the NLL of RPO still covers the whole chosen). After a wrong
+    # digit the rejected side goes on consistently (it copies its wrong result, it finishes the sentence);
+    # pushing those tokens down teaches the model to stop being consistent, not to stop the error.
+    divergence_window: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -134,6 +139,7 @@ class TrainConfig(SFTConfig):
                 f"0 for loss {self.loss!r} (it applies to sigmoid, robust and rpo)",
             )
         _check(self.rpo_alpha >= 0, "rpo_alpha", self.rpo_alpha, ">= 0")
+        _check(self.divergence_window >= 0, "divergence_window", self.divergence_window, "an integer >= 0")
         _check(self.orpo_lambda >= 0, "orpo_lambda", self.orpo_lambda, ">= 0")
         _check(
             self.share_prompt in SHARE_PROMPT_MODES,

@@ -87,12 +87,15 @@ def rpo_loss(
     alpha: float,
     chosen_lengths: torch.Tensor,
     label_smoothing: float = 0.0,
+    nll_chosen_logps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """RPO (Pang et al. 2024, Iterative Reasoning Preference Optimization, https://arxiv.org/abs/2404.19733).
 
         DPO(Δ) + α · NLL(y+),   NLL(y+) = −log π_θ(y+|x) / |y+|   (per token of the chosen completion)
 
     The NLL term keeps the chosen solutions likely; without it DPO on reasoning pairs tends to lower both.
+    `nll_chosen_logps` (with `chosen_lengths` its token counts) lets the NLL cover more of the chosen than
+    the DPO term does, as when the DPO term is focused on where the two completions diverge.
     """
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
@@ -105,7 +108,8 @@ def rpo_loss(
         loss_type="sigmoid",
         label_smoothing=label_smoothing,
     )
-    return dpo + alpha * (-policy_chosen_logps / chosen_lengths.clamp(min=1))
+    nll_logps = policy_chosen_logps if nll_chosen_logps is None else nll_chosen_logps
+    return dpo + alpha * (-nll_logps / chosen_lengths.clamp(min=1))
 
 
 def log_odds(mean_logps: torch.Tensor) -> torch.Tensor:

@@ -127,6 +127,9 @@ def _pair_step(
     device = chosen_tok.device
     chosen_w = _padded([p.chosen_weights for p in batch], chosen_tok.shape[1], device)  # (B, Kc)
     rejected_w = _padded([p.rejected_weights for p in batch], rejected_tok.shape[1], device)  # (B, Kr)
+    full_chosen_logps, full_chosen_len = (chosen_tok * chosen_w).sum(-1), chosen_w.sum(-1)  # for the NLL
+    if config.divergence_window:
+        chosen_w, rejected_w = _focus_on_divergence(batch, chosen_w, rejected_w, config.divergence_window)
     chosen_logps = (chosen_tok * chosen_w).sum(-1)  # (B,)
     rejected_logps = (rejected_tok * rejected_w).sum(-1)  # (B,)
     chosen_len, rejected_len = chosen_w.sum(-1), rejected_w.sum(-1)  # (B,) weighted token counts
@@ -148,7 +151,14 @@ def _pair_step(
         ref_chosen = (ref_chosen_tok * chosen_w).sum(-1)
         ref_rejected = (ref_rejected_tok * rejected_w).sum(-1)
         losses = _reference_loss(
-            config, chosen_logps, rejected_logps, ref_chosen, ref_rejected, chosen_len, rejected_len
+            config,
+            chosen_logps,
+            rejected_logps,
+            ref_chosen,
+            ref_rejected,
+            chosen_len,
+            rejected_len,
+            nll=(full_chosen_logps, full_chosen_len),
         )
         chosen_rewards = config.beta * (chosen_logps.detach() - ref_chosen)
         rejected_rewards = config.beta * (rejected_logps.detach() - ref_rejected)
@@ -171,16 +181,17 @@ def _pair_step(
             "correct": float((chosen_rewards > rejected_rewards).sum()),
             "chosen_logps": float(chosen_logps.detach().sum()),
             "rejected_logps": float(rejected_logps.detach().sum()),
-            "nll": float((-chosen_logps.detach() / chosen_len.clamp(min=1)).sum()),
+            "nll": float((-full_chosen_logps.detach() / full_chosen_len.clamp(min=1)).sum()),
         }
     )
     return losses.sum() / step_size, sums
 
 
 def _reference_loss(
-    config: TrainConfig, chosen, rejected, ref_chosen, ref_rejected, chosen_len, rejected_len
+    config: TrainConfig, chosen, rejected, ref_chosen, ref_rejected, chosen_len, rejected_len, *, nll
 ):
     if config.loss == "rpo":
+        nll_logps, nll_len = nll
         return rpo_loss(
             chosen,
             rejected,
@@ -188,8 +199,9 @@ def _reference_loss(
             ref_rejected,
             beta=config.beta,
             alpha=config.rpo_alpha,
-            chosen_lengths=chosen_len,
+            chosen_lengths=nll_len,
             label_smoothing=config.label_smoothing,
+            nll_chosen_logps=nll_logps,
         )
     return preference_loss(
         chosen,
@@ -202,6 +214,26 @@ def _reference_loss(
         chosen_lengths=chosen_len,
         rejected_lengths=rejected_len,
     )
+
+
+def _focus_on_divergence(
+    batch: list[TokenizedPair], chosen_w: torch.Tensor, rejected_w: torch.Tensor, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep each side's weights only on the `window` tokens from the first token where the sides differ.
+
+    Tokens before that point are shared and cancel in the margin anyway; a pair whose sides never differ
+    gets no preference signal at all.
+    """
+    chosen_keep, rejected_keep = torch.zeros_like(chosen_w), torch.zeros_like(rejected_w)
+    for row, pair in enumerate(batch):
+        shared = 0
+        for a, b in zip(pair.chosen_ids, pair.rejected_ids, strict=False):
+            if a != b:
+                break
+            shared += 1
+        chosen_keep[row, shared : shared + window] = 1.0
+        rejected_keep[row, shared : shared + window] = 1.0
+    return chosen_w * chosen_keep, rejected_w * rejected_keep
 
 
 def _summarize(sums: dict[str, float], n: int) -> dict[str, float]:

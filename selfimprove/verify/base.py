@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from selfimprove.tasks.task import Task
 
@@ -21,4 +21,13 @@ class Verdict:
 class Verifier(Protocol):
     def check(self, task: Task, completion: str) -> Verdict:
         """Judge `completion` (the whole solution text after the prompt). Never raises on model output."""
+        ...
+
+
+@runtime_checkable
+class StepVerifier(Protocol):
+    """A verifier that can also prove an unfinished solution wrong (a search prunes such steps at once)."""
+
+    def check_prefix(self, task: Task, text: str) -> Verdict | None:
+        """A failing verdict when `text` (one or more finished steps) is already wrong, else None."""
         ...

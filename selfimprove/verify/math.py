@@ -33,6 +33,7 @@ from selfimprove.verify._expr import (
     percent_alternatives,
 )
 from selfimprove.verify._symbolic import REL_TOL_INEXACT, WORKER
+from selfimprove.verify.annotations import annotation_errors
 from selfimprove.verify.base import Verdict
 
 __all__ = ["MathVerifier", "clear_cache", "extract_answer", "is_equivalent"]
@@ -372,12 +373,26 @@ def clear_cache() -> None:
 
 
 class MathVerifier:
-    """The Verifier for `kind == "math"` tasks: extract the final answer, compare it with `task.answer`."""
+    """The Verifier for `kind == "math"` tasks: extract the final answer, compare it with `task.answer`.
 
-    def __init__(self, timeout: float = 2.0) -> None:
+    With `check_annotations` (the default) a solution must also have every `<<a*b=c>>` calculator
+    annotation right (verify/annotations.py): a right answer reached through false arithmetic is wrong.
+    """
+
+    def __init__(self, timeout: float = 2.0, *, check_annotations: bool = True) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = timeout
+        self.check_annotations = check_annotations
+
+    def check_prefix(self, task: Task, text: str) -> Verdict | None:
+        """A failing verdict when an unfinished solution is already wrong (a false annotation), else None."""
+        if not self.check_annotations:
+            return None
+        errors = annotation_errors(text)
+        if not errors:
+            return None
+        return Verdict(correct=False, score=0.0, predicted=None, detail=f"false step: {errors[0].reason}")
 
     def check(self, task: Task, completion: str) -> Verdict:
         """Score 1.0 when the completion's final answer equals the gold answer, else 0.0. Never raises."""
@@ -386,9 +401,17 @@ class MathVerifier:
             if predicted is None:
                 return Verdict(correct=False, score=0.0, predicted=None, detail="no final answer found")
             correct = is_equivalent(predicted, task.answer, self.timeout)
+            errors = annotation_errors(completion) if correct and self.check_annotations else []
         except Exception as err:  # a verifier bug must cost one sample, not the whole search
             logger.warning("math verifier failed on task %s: %s: %s", task.id, type(err).__name__, err)
             return Verdict(correct=False, score=0.0, predicted=None, detail=f"verifier error: {err!r}")
+        if errors:
+            return Verdict(
+                correct=False,
+                score=0.0,
+                predicted=predicted,
+                detail=f"{predicted!r} equals gold but a step is false: {errors[0].reason}",
+            )
         relation = "equals" if correct else "differs from"
         return Verdict(
             correct=correct,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from selfimprove.verify.base import Verifier
 
-VERIFIERS = ("math", "code")
+# "math" also checks every <<a*b=c>> calculator annotation; "math-answer" checks the final answer only.
+VERIFIERS = ("math", "math-answer", "code")
 
 
 def make_verifier(name: str) -> Verifier:
     """The verifier a recipe names; unknown names raise listing the known ones."""
-    if name == "math":
+    if name in ("math", "math-answer"):
         from selfimprove.verify.math import MathVerifier
 
-        return MathVerifier()
+        return MathVerifier(check_annotations=name == "math")
     if name == "code":
         from selfimprove.verify.code import CodeVerifier
 
