@@ -124,6 +124,12 @@ def test_config_errors_name_the_key(tmp_path: Path):
         resolve_config("smoke", overrides={"search": {"type": "beam"}})
     with pytest.raises(ValueError, match="method 'ppo' is not allowed"):
         resolve_config("smoke", overrides={"method": "ppo"})
+    with pytest.raises(ValueError, match=r"scale\.policy: backend='tgi' is not allowed"):
+        resolve_config("smoke", overrides={"scale": {"policy": {"backend": "tgi"}}})
+    with pytest.raises(ValueError, match=r"scale\.policy: unknown key\(s\) \['port'\]"):
+        resolve_config("smoke", overrides={"scale": {"policy": {"port": 8000}}})
+    with pytest.raises(ValueError, match="search_workers must be >= 0"):
+        resolve_config("smoke", overrides={"scale": {"search_workers": -1}})
     bad = tmp_path / "bad.toml"
     bad.write_text("[eval]\nn = 0\n")
     with pytest.raises(ValueError, match=r"bad\.toml.*n >= 1"):

@@ -90,6 +90,32 @@ def test_hinge() -> None:
     assert big.item() == 0.0
 
 
+def test_dpop_equals_dpo_while_the_chosen_ratio_is_positive_and_penalises_it_below_zero() -> None:
+    # both examples have lr+ > 0 (1 and 0.5): no penalty, plain DPO
+    assert torch.allclose(_loss("dpop"), _loss("sigmoid"))
+    # lr+ = -6 - (-5) = -1, lr- = -4 - (-2) = -2: Δ = 0.5 * 1 = 0.5, penalty β λ max(0, 1) = 0.5 * 50 = 25
+    falling = [torch.tensor([v], dtype=torch.float64) for v in (-6.0, -4.0, -5.0, -2.0)]
+    loss = preference_loss(*falling, beta=0.5, loss_type="dpop")
+    assert loss.item() == pytest.approx(-_log_sigmoid(0.5 - 25.0), abs=1e-9)
+    assert preference_loss(*falling, beta=0.5, loss_type="dpop", dpop_lambda=0.0).item() == pytest.approx(
+        -_log_sigmoid(0.5), abs=1e-12
+    )
+    with pytest.raises(ValueError, match="dpop_lambda must be >= 0"):
+        preference_loss(*falling, beta=0.5, loss_type="dpop", dpop_lambda=-1.0)
+
+
+def test_rpo_nll_can_cover_more_of_the_chosen_than_the_dpo_term() -> None:
+    # DPO term on the given log-probs; NLL on a separate, longer span: -(-12) / 6 = 2 per token
+    losses = rpo_loss(
+        *_inputs(),
+        beta=BETA,
+        alpha=1.0,
+        chosen_lengths=torch.tensor([6.0, 6.0], dtype=torch.float64),
+        nll_chosen_logps=torch.tensor([-12.0, -12.0], dtype=torch.float64),
+    )
+    assert losses.tolist() == pytest.approx([0.38687100611489994 + 2.0, 1.1368710061148999 + 2.0], abs=1e-12)
+
+
 def test_rpo_adds_per_token_nll_of_chosen() -> None:
     # DPO + α * (-log π(y+) / |y+|) = 0.386871 + 2 * 5/4
     losses = rpo_loss(

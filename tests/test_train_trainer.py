@@ -249,6 +249,7 @@ def test_batch_1_x_accumulation_4_equals_batch_4_x_accumulation_1(load, tokenize
         ("ipo", {"beta": 0.5}),
         ("hinge", {}),
         ("rpo", {"rpo_alpha": 0.5}),
+        ("dpop", {"dpop_lambda": 50.0}),
     ],
 )
 def test_every_loss_trains(load, tokenizer, loss: str, extra: dict) -> None:

@@ -25,6 +25,28 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class ScaleSettings:
+    """Which engine generates (search and eval), and how many Ray workers search (DESIGN: scale-out).
+
+    `policy` is a PolicySpec table without `path`: every phase fills in the iteration's checkpoint, so a
+    vLLM engine gets the new weights by reloading them (the run records `weight_sync` in the search stats).
+    """
+
+    policy: dict[str, Any] = field(default_factory=lambda: {"backend": "hf"})
+    search_workers: int = 0  # 0: search in this process; n > 0: a Ray pool of n workers (extra `ray`)
+
+    def __post_init__(self) -> None:
+        if self.search_workers < 0:
+            raise ValueError(f"search_workers must be >= 0, got {self.search_workers}")
+        object.__setattr__(self, "policy", to_mapping(self.policy_spec()))
+
+    def policy_spec(self, path: str = ""):
+        from selfimprove.policy.backends import PolicySpec
+
+        return from_mapping(PolicySpec, {**self.policy, "path": path}, where="scale.policy")
+
+
+@dataclass(frozen=True)
 class TaskSettings:
     recipe: str = "arith"  # task recipe: a TOML path or a built-in name
     tasks_per_iteration: int = 1024  # training problems offered to the search each iteration
@@ -67,6 +89,7 @@ class RunConfig:
     search: dict[str, Any] = field(default_factory=lambda: {"type": "mcts"})
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    scale: ScaleSettings = field(default_factory=ScaleSettings)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -113,8 +136,9 @@ _SMOKE: dict[str, Any] = {
 }
 
 # The embedded default: MCTS with few rollouts per node (cheap values, many trees for the budget), step
-# and full-solution pairs, and RPO (DPO + NLL on chosen) at a small learning rate: on the tiny model,
-# preference training at lr 1e-4 for 2 epochs collapsed held-out accuracy (../shared/docs/MEASURED.md).
+# and full-solution pairs, and DPOP (DPO-Positive) at lr 1e-4 for 2 epochs. Chosen on the arith val split
+# (docs/benchmarks.md, "Why the first learning runs did not learn"): plain DPO or RPO at lr 1e-4 lowered the
+# chosen likelihood and collapsed accuracy, lr 2e-5 did not move the policy, DPOP at 1e-4 gained.
 _DEFAULT: dict[str, Any] = {
     "search": {
         "type": "mcts",
@@ -124,7 +148,7 @@ _DEFAULT: dict[str, Any] = {
         "max_rollout_tokens": 192,
         "pair_kinds": ["step", "full"],
     },
-    "train": {"loss": "rpo", "beta": 0.1, "rpo_alpha": 1.0, "lr": 2e-5, "epochs": 1, "batch_size": 16},
+    "train": {"loss": "dpop", "beta": 0.1, "lr": 1e-4, "epochs": 2, "batch_size": 16},
     "eval": {"n": 200, "k": 4},
 }
 

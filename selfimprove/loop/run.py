@@ -150,31 +150,53 @@ def _training_tasks(config: RunConfig, recipe, k: int) -> list:
 def run_search_phase(
     config: RunConfig, paths: RunPaths, k: int, progress: LoopProgress | None
 ) -> dict[str, Any]:
-    from selfimprove.policy.hf import HFPolicy
+    from selfimprove.policy.backends import open_policy
     from selfimprove.search.output import write_search_result
     from selfimprove.verify.registry import make_verifier
 
     recipe = load_recipe(config.task.recipe)
     tasks = _training_tasks(config, recipe, k)
-    policy = HFPolicy.from_pretrained(resolve_model_path(paths.policy(k - 1)))
+    spec = config.scale.policy_spec(str(resolve_model_path(paths.policy(k - 1))))
     out = paths.iteration(k)
 
     def report(done: int, total: int, stats: dict[str, float]) -> None:
         if progress is not None:
             progress("search", k, stats["search/tokens"], config.token_budget, stats)
 
-    result = config.make_search().run(
-        policy,
-        make_verifier(recipe.verifier),
-        tasks,
-        lambda task: format_prompt(recipe, task),
-        seed=config.seed * 1_000 + k,
-        token_budget=config.token_budget,
-        progress=report,
-    )
+    seed = config.seed * 1_000 + k
+    if config.scale.search_workers:
+        from selfimprove.search.ray_pool import RaySearchPool
+
+        pool = RaySearchPool(spec, config.make_search(), workers=config.scale.search_workers)
+        result = pool.run(
+            tasks,
+            lambda task: format_prompt(recipe, task),
+            recipe.verifier,
+            seed=seed,
+            out_dir=out / "pool",
+            token_budget=config.token_budget,
+            progress=report,
+        )
+    else:
+        result = config.make_search().run(
+            open_policy(spec),
+            make_verifier(recipe.verifier),
+            tasks,
+            lambda task: format_prompt(recipe, task),
+            seed=seed,
+            token_budget=config.token_budget,
+            progress=report,
+        )
     write_search_result(result, out)
     correct = sum(s.correct for s in result.samples)
-    return {**result.stats, "search/samples": len(result.samples), "search/correct_samples": correct}
+    return {
+        **result.stats,
+        "search/samples": len(result.samples),
+        "search/correct_samples": correct,
+        "search/backend": spec.backend,
+        # every phase opens the engine on the iteration's checkpoint: new weights arrive by reloading
+        "search/weight_sync": "reload",
+    }
 
 
 def _rft_examples(out: Path) -> list[tuple[str, str]]:
@@ -242,10 +264,10 @@ def run_eval_phase(
     config: RunConfig, paths: RunPaths, k: int, progress: LoopProgress | None
 ) -> dict[str, Any]:
     from selfimprove.eval.evaluate import evaluate
-    from selfimprove.policy.hf import HFPolicy
+    from selfimprove.policy.backends import open_policy
 
     recipe = load_recipe(config.task.recipe)
-    policy = HFPolicy.from_pretrained(resolve_model_path(paths.policy(k)))
+    policy = open_policy(config.scale.policy_spec(str(resolve_model_path(paths.policy(k)))))
 
     def report(done: int, total: int, info: dict[str, float]) -> None:
         if progress is not None:

@@ -32,7 +32,7 @@ from selfimprove.policy.base import Completion
 logger = logging.getLogger(__name__)
 
 # Rows per batch when chosen automatically. On a CPU decode throughput stops growing around 64 rows for
-# the tiny model (docs/benchmarks/generation.md); a GPU keeps gaining until memory runs out.
+# the tiny model (docs/benchmarks.md, "Generation"); a GPU keeps gaining until memory runs out.
 _MAX_ROWS_CPU = 64
 _MAX_ROWS_CUDA = 512
 # Memory the automatic batch size may plan for: a fixed budget on a CPU, a fraction of free memory on GPU.

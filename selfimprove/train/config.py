@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-PREFERENCE_LOSSES = ("sigmoid", "robust", "ipo", "hinge", "rpo", "orpo")
+PREFERENCE_LOSSES = ("sigmoid", "robust", "ipo", "hinge", "dpop", "rpo", "orpo")
 SHARE_PROMPT_MODES = ("auto", "always", "never")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "fp32", "bf16")
@@ -103,11 +103,12 @@ class TrainConfig(SFTConfig):
     """Preference training (DESIGN §6): the DPO family, RPO and ORPO, on PreferencePairs."""
 
     lr: float = 1e-5  # 1e-4 overfit the tiny model's pairs within 2 epochs (MEASURED.md)
-    # sigmoid (DPO), robust (rDPO), ipo, hinge (SLiC), rpo (sigmoid + rpo_alpha * NLL), orpo (no reference)
+    # sigmoid (DPO), robust (rDPO), ipo, hinge (SLiC), dpop (DPO-Positive), rpo (sigmoid + rpo_alpha * NLL), orpo (no reference)
     loss: str = "sigmoid"
     beta: float = 0.1  # strength of the implicit KL penalty (IPO: τ)
     label_smoothing: float = 0.0  # sigmoid: conservative DPO ε; robust: assumed label-flip rate
     rpo_alpha: float = 1.0  # weight of the per-token NLL on chosen (loss "rpo")
+    dpop_lambda: float = 50.0  # weight of DPOP's penalty on a falling chosen log-ratio (50 in the paper)
     orpo_lambda: float = 0.1  # weight of the odds-ratio term (loss "orpo"; 0.1 in the ORPO paper)
     # compute a pair's shared prompt once and run chosen and rejected against its KV cache: "auto" does it
     # unless the prompts are under a tenth of the completions' length (see logprobs.use_shared_prompt)
@@ -141,6 +142,7 @@ class TrainConfig(SFTConfig):
         _check(self.rpo_alpha >= 0, "rpo_alpha", self.rpo_alpha, ">= 0")
         _check(self.divergence_window >= 0, "divergence_window", self.divergence_window, "an integer >= 0")
         _check(self.orpo_lambda >= 0, "orpo_lambda", self.orpo_lambda, ">= 0")
+        _check(self.dpop_lambda >= 0, "dpop_lambda", self.dpop_lambda, ">= 0")
         _check(
             self.share_prompt in SHARE_PROMPT_MODES,
             "share_prompt",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LOSS_TYPES = ("sigmoid", "robust", "ipo", "hinge")
+LOSS_TYPES = ("sigmoid", "robust", "ipo", "hinge", "dpop")
 
 
 def preference_loss(
@@ -29,6 +29,7 @@ def preference_loss(
     label_smoothing: float = 0.0,
     chosen_lengths: torch.Tensor | None = None,
     rejected_lengths: torch.Tensor | None = None,
+    dpop_lambda: float = 50.0,
 ) -> torch.Tensor:
     """Per-example preference loss, shape (B,), for `loss_type` in LOSS_TYPES.
 
@@ -43,6 +44,10 @@ def preference_loss(
     - `hinge` (SLiC, Zhao et al. 2023, https://arxiv.org/abs/2305.10425; RSO, Liu et al. 2023,
       https://arxiv.org/abs/2309.06657):
           max(0, 1 − Δ)
+    - `dpop` (DPO-Positive, Pal et al. 2024, https://arxiv.org/abs/2402.13228 Eq. 3):
+          −log σ(β (lr+ − lr− − λ · max(0, −lr+)))
+      DPO can lower the chosen completion's likelihood as long as the rejected one falls faster, and it
+      does when the two differ in a few tokens (a digit); the penalty stops lr+ from going below 0.
 
     The reference log-probs are detached: they never receive gradient. `chosen_lengths`/`rejected_lengths`
     (B,) are the numbers of (weighted) completion tokens; IPO needs them.
@@ -68,6 +73,10 @@ def preference_loss(
         return (h - 1 / (2 * beta)) ** 2
 
     delta = beta * (chosen_logratios - rejected_logratios)  # (B,)
+    if loss_type == "dpop":
+        if dpop_lambda < 0:
+            raise ValueError(f"dpop_lambda must be >= 0, got {dpop_lambda}")
+        return -F.logsigmoid(delta - beta * dpop_lambda * torch.relu(-chosen_logratios))
     if loss_type == "sigmoid":
         return -(1 - label_smoothing) * F.logsigmoid(delta) - label_smoothing * F.logsigmoid(-delta)
     if loss_type == "robust":

@@ -213,6 +213,7 @@ def _reference_loss(
         label_smoothing=config.label_smoothing,
         chosen_lengths=chosen_len,
         rejected_lengths=rejected_len,
+        dpop_lambda=config.dpop_lambda,
     )
 
 

@@ -1,0 +1,117 @@
+"""One round of training on one iteration's search output, scored on the arith *validation* split.
+
+The loop's own evals use the held-out test split; choosing a learning rate, a loss or a data filter there
+would tune on the held-out set. This probe trains a copy of a model on an iteration folder's pairs.jsonl
+(`--method dpo`, any TrainConfig loss) or on its verified-correct samples.jsonl (`--method sft`, RFT), then
+reports greedy accuracy on `--n` problems per step count of the val split, which no search or eval uses.
+
+    python benchmarks/train_probe.py --model M --baseline
+    python benchmarks/train_probe.py --model M --data RUN/iter_001 --method sft \
+        --train '{"lr": 1e-4, "epochs": 2}'
+    python benchmarks/train_probe.py --model M --data RUN/iter_001 --method dpo \
+        --train '{"loss": "dpop", "lr": 1e-4, "epochs": 2}'
+
+`--strict` drops samples and pairs whose chosen side has a false calculator annotation (for data written
+by an answer-only verifier); `--one-per-task` keeps one correct sample per problem. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from selfimprove.policy.hf import HFPolicy
+from selfimprove.records import read_pairs
+from selfimprove.search.output import read_samples
+from selfimprove.tasks.recipe import format_prompt, load_recipe, load_tasks
+from selfimprove.train.config import TrainConfig
+from selfimprove.train.sft import train_sft
+from selfimprove.train.trainer import train_preference
+from selfimprove.verify.annotations import annotation_errors
+from selfimprove.verify.registry import make_verifier
+
+
+def val_accuracy(model, tokenizer, *, n: int, steps: list[int], seed: int) -> dict[str, float]:
+    """Greedy accuracy per step count on the arith val split."""
+    recipe, verifier = load_recipe("arith"), make_verifier("math")
+    policy = HFPolicy(model, tokenizer)
+    out = {}
+    for count in steps:
+        tasks = load_tasks(recipe, "val", n, steps=count, seed=seed)
+        completions = policy.generate(
+            [format_prompt(recipe, t) for t in tasks], max_new_tokens=256, temperature=0.0
+        )
+        out[str(count)] = (
+            sum(verifier.check(t, c[0].text).correct for t, c in zip(tasks, completions, strict=True)) / n
+        )
+    return out
+
+
+def sft_examples(data: str, *, strict: bool, one_per_task: bool) -> list[tuple[str, str]]:
+    seen_text, seen_task, examples = set(), set(), []
+    for sample in read_samples(f"{data}/samples.jsonl"):
+        if not sample.correct or (sample.prompt, sample.completion) in seen_text:
+            continue
+        if (strict and annotation_errors(sample.completion)) or (
+            one_per_task and sample.task_id in seen_task
+        ):
+            continue
+        seen_text.add((sample.prompt, sample.completion))
+        seen_task.add(sample.task_id)
+        examples.append((sample.prompt, sample.completion))
+    return examples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", help="an iteration folder with pairs.jsonl / samples.jsonl")
+    parser.add_argument("--method", choices=("sft", "dpo"), default="sft")
+    parser.add_argument("--train", default="{}", help="TrainConfig fields as JSON")
+    parser.add_argument("--baseline", action="store_true", help="only score the model as it is")
+    parser.add_argument("--strict", action="store_true")
+    parser.add_argument("--one-per-task", action="store_true")
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--steps", default="3,4")
+    parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    steps = [int(s) for s in args.steps.split(",")]
+    model = AutoModelForCausalLM.from_pretrained(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    record: dict = {
+        "model": args.model,
+        "data": args.data,
+        "method": args.method,
+        "train": json.loads(args.train),
+    }
+    if not args.baseline:
+        if not args.data:
+            parser.error("--data is required unless --baseline")
+        config = TrainConfig(**record["train"])
+        start = time.perf_counter()
+        if args.method == "sft":
+            examples = sft_examples(args.data, strict=args.strict, one_per_task=args.one_per_task)
+            result = train_sft(model, tokenizer, examples, config)
+            record["examples"] = len(examples)
+        else:
+            pairs = read_pairs(f"{args.data}/pairs.jsonl")
+            if args.strict:
+                pairs = [p for p in pairs if not annotation_errors(p.prompt.split("Answer:")[-1] + p.chosen)]
+            result = train_preference(model, tokenizer, pairs, config)
+            record["pairs"] = len(pairs)
+            keys = ("logps/chosen", "logps/rejected", "rewards/margin")
+            record["first_step"] = {k: result.metrics[0][k] for k in keys}
+            record["last_step"] = {k: result.metrics[-1][k] for k in keys}
+        record.update(steps_trained=result.steps, train_seconds=round(time.perf_counter() - start, 1))
+    record["val_greedy"] = val_accuracy(model, tokenizer, n=args.n, steps=steps, seed=args.seed)
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()
