@@ -103,7 +103,8 @@ class TrainConfig(SFTConfig):
     """Preference training (DESIGN §6): the DPO family, RPO and ORPO, on PreferencePairs."""
 
     lr: float = 1e-5  # 1e-4 overfit the tiny model's pairs within 2 epochs (MEASURED.md)
-    # sigmoid (DPO), robust (rDPO), ipo, hinge (SLiC), dpop (DPO-Positive), rpo (sigmoid + rpo_alpha * NLL), orpo (no reference)
+    # sigmoid (DPO), robust (rDPO), ipo, hinge (SLiC), dpop (DPO-Positive), rpo (sigmoid + rpo_alpha * NLL),
+    # orpo (no reference)
     loss: str = "sigmoid"
     beta: float = 0.1  # strength of the implicit KL penalty (IPO: τ)
     label_smoothing: float = 0.0  # sigmoid: conservative DPO ε; robust: assumed label-flip rate
