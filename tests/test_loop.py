@@ -128,6 +128,8 @@ def test_config_errors_name_the_key(tmp_path: Path):
         resolve_config("smoke", overrides={"scale": {"policy": {"backend": "tgi"}}})
     with pytest.raises(ValueError, match=r"scale\.policy: unknown key\(s\) \['port'\]"):
         resolve_config("smoke", overrides={"scale": {"policy": {"port": 8000}}})
+    with pytest.raises(ValueError, match=r"task\.verifier='exact'; choose from \['math', 'math-answer'"):
+        resolve_config("smoke", overrides={"task": {"verifier": "exact"}})
     with pytest.raises(ValueError, match="search_workers must be >= 0"):
         resolve_config("smoke", overrides={"scale": {"search_workers": -1}})
     bad = tmp_path / "bad.toml"

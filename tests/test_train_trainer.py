@@ -311,7 +311,7 @@ def test_sft_learns_the_completions(load, tokenizer) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"loss": "dpo"}, r"loss='dpo'.*'sigmoid', 'robust', 'ipo', 'hinge', 'rpo', 'orpo'"),
+        ({"loss": "dpo"}, r"loss='dpo'.*'sigmoid', 'robust', 'ipo', 'hinge', 'dpop', 'rpo', 'orpo'"),
         ({"beta": 0.0}, r"beta=0.0"),
         ({"batch_size": 0}, r"batch_size=0.*integer >= 1"),
         ({"lr": -1.0}, r"lr=-1.0"),

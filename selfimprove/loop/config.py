@@ -52,8 +52,17 @@ class TaskSettings:
     tasks_per_iteration: int = 1024  # training problems offered to the search each iteration
     min_steps: int = 3  # search where the model still fails often: that is where pairs come from
     max_steps: int = 4
+    # a verifier name overriding the recipe's ("" = the recipe's): the smoke preset's test model only learns
+    # the format, its calculator annotations are noise, so its runs check final answers only ("math-answer")
+    verifier: str = ""
 
     def __post_init__(self) -> None:
+        from selfimprove.verify.registry import VERIFIERS
+
+        if self.verifier and self.verifier not in VERIFIERS:
+            raise ValueError(
+                f"task.verifier={self.verifier!r}; choose from {list(VERIFIERS)} or '' (the recipe's)"
+            )
         if self.tasks_per_iteration < 1:
             raise ValueError(f"tasks_per_iteration must be >= 1, got {self.tasks_per_iteration}")
         if not 1 <= self.min_steps <= self.max_steps:
@@ -120,7 +129,7 @@ _SMOKE: dict[str, Any] = {
     "iterations": 1,
     "token_budget": 12_000,
     "model": {"preset": "test"},
-    "task": {"tasks_per_iteration": 32, "min_steps": 1, "max_steps": 1},
+    "task": {"tasks_per_iteration": 32, "min_steps": 1, "max_steps": 1, "verifier": "math-answer"},
     "search": {
         "type": "mcts",
         "simulations": 8,

@@ -171,7 +171,7 @@ def run_search_phase(
         result = pool.run(
             tasks,
             lambda task: format_prompt(recipe, task),
-            recipe.verifier,
+            config.task.verifier or recipe.verifier,
             seed=seed,
             out_dir=out / "pool",
             token_budget=config.token_budget,
@@ -180,7 +180,7 @@ def run_search_phase(
     else:
         result = config.make_search().run(
             open_policy(spec),
-            make_verifier(recipe.verifier),
+            make_verifier(config.task.verifier or recipe.verifier),
             tasks,
             lambda task: format_prompt(recipe, task),
             seed=seed,
@@ -265,6 +265,7 @@ def run_eval_phase(
 ) -> dict[str, Any]:
     from selfimprove.eval.evaluate import evaluate
     from selfimprove.policy.backends import open_policy
+    from selfimprove.verify.registry import make_verifier
 
     recipe = load_recipe(config.task.recipe)
     policy = open_policy(config.scale.policy_spec(str(resolve_model_path(paths.policy(k)))))
@@ -276,6 +277,7 @@ def run_eval_phase(
     report_ = evaluate(
         policy,
         recipe,
+        verifier=make_verifier(config.task.verifier or recipe.verifier),
         n=config.eval.n,
         k=config.eval.k,
         temperature=config.eval.temperature,
