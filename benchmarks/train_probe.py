@@ -24,31 +24,20 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from selfimprove.eval.evaluate import evaluate
 from selfimprove.policy.hf import HFPolicy
 from selfimprove.records import read_pairs
 from selfimprove.search.output import read_samples
-from selfimprove.tasks.recipe import format_prompt, load_recipe, load_tasks
 from selfimprove.train.config import TrainConfig
 from selfimprove.train.sft import train_sft
 from selfimprove.train.trainer import train_preference
 from selfimprove.verify.annotations import annotation_errors
-from selfimprove.verify.registry import make_verifier
 
 
 def val_accuracy(model, tokenizer, *, n: int, steps: list[int], seed: int) -> dict[str, float]:
     """Greedy accuracy per step count on the arith val split."""
-    recipe, verifier = load_recipe("arith"), make_verifier("math")
-    policy = HFPolicy(model, tokenizer)
-    out = {}
-    for count in steps:
-        tasks = load_tasks(recipe, "val", n, steps=count, seed=seed)
-        completions = policy.generate(
-            [format_prompt(recipe, t) for t in tasks], max_new_tokens=256, temperature=0.0
-        )
-        out[str(count)] = (
-            sum(verifier.check(t, c[0].text).correct for t, c in zip(tasks, completions, strict=True)) / n
-        )
-    return out
+    report = evaluate(HFPolicy(model, tokenizer), "arith", n=n, k=0, seed=seed, steps=steps, split="val")
+    return {str(group.steps): group.greedy for group in report.by_steps}
 
 
 def sft_examples(data: str, *, strict: bool, one_per_task: bool) -> list[tuple[str, str]]:

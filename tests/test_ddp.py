@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from pairdata import apple_pairs
 from safetensors.torch import load_file
 
-from selfimprove.records import PreferencePair, write_pairs
+from selfimprove.records import write_pairs
 from selfimprove.train.checkpoint import read_state
 from selfimprove.train.config import SFTConfig, TrainConfig
 from selfimprove.train.distributed import DataParallel
@@ -23,19 +24,6 @@ from selfimprove.train.trainer import train_preference
 # 11 pairs at 4 per step: steps of 4, 4 and 3 rows, so in the last step one rank trains on 1 row and the
 # other on 2 (and with 9 rows of SFT at 4 per step, one rank gets no row at all in the 1-row step)
 CONFIG = {"lr": 1e-3, "batch_size": 4, "warmup_frac": 0.0, "device": "cpu", "epochs": 2, "weight_decay": 0.1}
-
-
-def _pairs(n: int) -> list[PreferencePair]:
-    out = []
-    for k in range(n):
-        a, b = 3 + 7 * k, 2 + 5 * k
-        prompt = f"Question: Tom has {a} apples and buys {b} more. How many apples does he have?\nAnswer:\n"
-        out.append(
-            PreferencePair(
-                prompt, f"He has {a}+{b}={a + b} apples.\n#### {a + b}", f"He has {a}+{b}={a + b + 1}.\n"
-            )
-        )
-    return out
 
 
 def _torchrun(args: list[str], tmp_path: Path) -> None:
@@ -76,7 +64,7 @@ def _assert_same_training(single_model, single_metrics, out: Path) -> None:
 def test_two_gloo_processes_equal_one_process_preference(tiny_lm_path, tmp_path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    pairs = _pairs(11)
+    pairs = apple_pairs(11)
     write_pairs(tmp_path / "pairs.jsonl", pairs)
     values = {**CONFIG, "loss": "rpo"}
     _torchrun(
@@ -106,7 +94,7 @@ def test_two_gloo_processes_equal_one_process_preference(tiny_lm_path, tmp_path)
 def test_two_gloo_processes_equal_one_process_sft(tiny_lm_path, tmp_path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    examples = [(p.prompt, p.chosen) for p in _pairs(9)]
+    examples = [(p.prompt, p.chosen) for p in apple_pairs(9)]
     rows = [{"prompt": p, "completion": c, "correct": True} for p, c in examples]
     rows.append({"prompt": "ignored", "completion": "an incorrect sample", "correct": False})
     (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -116,6 +116,15 @@ def test_evaluate_counts_on_a_scripted_policy():
     assert report.tokens == sum(r.tokens for r in report.records)
 
 
+def test_evaluate_on_the_val_split_uses_val_tasks():
+    recipe = load_recipe("arith")
+    val = load_tasks(recipe, "val", 6, steps=2, seed=5)
+    report = evaluate(ScriptedPolicy(val), recipe, n=6, k=0, steps=[2], seed=5, split="val")
+    assert [r.task_id for r in report.records] == [t.id for t in val]
+    assert all(t.id.startswith("arith-val-") for t in val)
+    assert [r.greedy_correct for r in report.records] == [True, False, True, False, True, False]
+
+
 def test_evaluate_rejects_bad_settings():
     recipe = load_recipe("arith")
     policy = ScriptedPolicy([])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pairdata import apple_pairs
 
 from selfimprove.records import PreferencePair
 from selfimprove.train.checkpoint import load_checkpoint, read_state, restore_generator
@@ -44,19 +45,6 @@ def load(tiny_lm_path: Path):
     return lambda: AutoModelForCausalLM.from_pretrained(tiny_lm_path)
 
 
-def _pairs(n: int = 8) -> list[PreferencePair]:
-    out = []
-    for k in range(n):
-        a, b = 3 + 7 * k, 2 + 5 * k
-        prompt = f"Question: Tom has {a} apples and buys {b} more. How many apples does he have?\nAnswer:\n"
-        out.append(
-            PreferencePair(
-                prompt, f"He has {a}+{b}={a + b} apples.\n#### {a + b}", f"He has {a}+{b}={a + b + 1}.\n"
-            )
-        )
-    return out
-
-
 def _config(**overrides) -> TrainConfig:
     values = {"lr": 1e-3, "batch_size": 4, "warmup_frac": 0.0, "max_grad_norm": math.inf, "device": "cpu"}
     return TrainConfig(**{**values, **overrides})
@@ -85,7 +73,7 @@ def _params(model) -> dict[str, torch.Tensor]:
 
 
 def test_training_raises_the_margin_and_reward_accuracy(load, tokenizer) -> None:
-    pairs = _pairs(8)
+    pairs = apple_pairs(8)
     model = load()
     before = _margins(model, tokenizer, pairs)
     result = train_preference(model, tokenizer, pairs, _config(epochs=10))
@@ -105,7 +93,7 @@ def test_training_raises_the_margin_and_reward_accuracy(load, tokenizer) -> None
 def test_masked_tokens_get_exactly_zero_gradient(load, tokenizer) -> None:
     model = load()
     pair = PreferencePair(
-        _pairs(1)[0].prompt,
+        apple_pairs(1)[0].prompt,
         "<|thinking|>3 plus 2<|/thinking|>#### 5",
         "<|thinking|>3 and 2<|/thinking|>#### 6",
     )
@@ -144,7 +132,7 @@ def test_precomputed_reference_equals_a_live_reference(load, tokenizer, tiny_lm_
         for p in ref_model.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=generator))
     ref_model.save_pretrained(tmp_path / "ref")
-    pairs = _pairs(4)
+    pairs = apple_pairs(4)
     items = tokenize_pairs(tokenizer, pairs, max_length=512)
     live = AutoModelForCausalLM.from_pretrained(tmp_path / "ref")
     for share in ("always", "never"):
@@ -171,7 +159,7 @@ def test_precomputed_reference_equals_a_live_reference(load, tokenizer, tiny_lm_
 
 
 def test_checkpoint_reloads_with_the_same_logps(load, tokenizer, tmp_path) -> None:
-    pairs = _pairs(4)
+    pairs = apple_pairs(4)
     model = load()
     result = train_preference(model, tokenizer, pairs, _config(epochs=2), out_dir=tmp_path / "ckpt")
     reloaded, reloaded_tokenizer = load_checkpoint(tmp_path / "ckpt")
@@ -192,7 +180,7 @@ def test_checkpoint_reloads_with_the_same_logps(load, tokenizer, tmp_path) -> No
 
 
 def test_same_seed_gives_identical_weights(load, tokenizer) -> None:
-    pairs = _pairs(8)
+    pairs = apple_pairs(8)
     weights = []
     for seed in (0, 0, 1):
         model = load()
@@ -203,7 +191,7 @@ def test_same_seed_gives_identical_weights(load, tokenizer) -> None:
 
 
 def test_shared_prompt_path_equals_plain_path(load, tokenizer) -> None:
-    pairs = _pairs(6)
+    pairs = apple_pairs(6)
     items = tokenize_pairs(tokenizer, pairs, max_length=512)
     model = load()
     plain = pair_logps(model, items, pad_id=0, shared=False)
@@ -224,7 +212,7 @@ def test_shared_prompt_path_equals_plain_path(load, tokenizer) -> None:
 
 
 def test_batch_1_x_accumulation_4_equals_batch_4_x_accumulation_1(load, tokenizer) -> None:
-    pairs = _pairs(8)
+    pairs = apple_pairs(8)
     runs = []
     for batch_size, grad_accum in ((1, 4), (4, 1)):
         model = load()
@@ -253,7 +241,7 @@ def test_batch_1_x_accumulation_4_equals_batch_4_x_accumulation_1(load, tokenize
     ],
 )
 def test_every_loss_trains(load, tokenizer, loss: str, extra: dict) -> None:
-    pairs = _pairs(4)
+    pairs = apple_pairs(4)
     model = load()
     before = _margins(model, tokenizer, pairs)
     result = train_preference(model, tokenizer, pairs, _config(loss=loss, epochs=6, **extra))
@@ -262,7 +250,7 @@ def test_every_loss_trains(load, tokenizer, loss: str, extra: dict) -> None:
 
 
 def test_orpo_needs_no_reference(load, tokenizer) -> None:
-    pairs = _pairs(4)
+    pairs = apple_pairs(4)
     model = load()
     before = _margins(model, tokenizer, pairs)
     result = train_preference(model, tokenizer, pairs, _config(loss="orpo", orpo_lambda=1.0, epochs=6))
@@ -271,7 +259,7 @@ def test_orpo_needs_no_reference(load, tokenizer) -> None:
 
 
 def test_lora_trains_adapters_and_merges_them(load, tokenizer) -> None:
-    pairs = _pairs(4)
+    pairs = apple_pairs(4)
     model = load()
     start = _params(model)
     before = _margins(model, tokenizer, pairs)
@@ -288,13 +276,15 @@ def test_lora_trains_adapters_and_merges_them(load, tokenizer) -> None:
 
 def test_progress_reports_every_step(load, tokenizer) -> None:
     seen = []
-    train_preference(load(), tokenizer, _pairs(8), _config(), progress=lambda s, t, m: seen.append((s, t, m)))
+    train_preference(
+        load(), tokenizer, apple_pairs(8), _config(), progress=lambda s, t, m: seen.append((s, t, m))
+    )
     assert [(s, t) for s, t, _ in seen] == [(1, 2), (2, 2)]
     assert {"train/loss", "rewards/margin", "train/kl", "train/lr", "train/grad_norm"} <= set(seen[-1][2])
 
 
 def test_sft_learns_the_completions(load, tokenizer) -> None:
-    examples = [(p.prompt, p.chosen) for p in _pairs(8)]
+    examples = [(p.prompt, p.chosen) for p in apple_pairs(8)]
     model = load()
     result = train_sft(model, tokenizer, examples, SFTConfig(lr=3e-3, epochs=4, batch_size=4, device="cpu"))
     losses = [m["train/loss"] for m in result.metrics]
@@ -340,14 +330,14 @@ def test_bad_inputs_are_named(load, tokenizer) -> None:
     with pytest.raises(ValueError, match="no preference pairs"):
         train_preference(load(), tokenizer, [], _config())
     with pytest.raises(ValueError, match="must be a TrainConfig"):
-        train_preference(load(), tokenizer, _pairs(1), SFTConfig())
+        train_preference(load(), tokenizer, apple_pairs(1), SFTConfig())
     with pytest.raises(ValueError, match="not a model folder"):
-        train_preference(load(), tokenizer, _pairs(1), _config(), reference="/nonexistent/model")
+        train_preference(load(), tokenizer, apple_pairs(1), _config(), reference="/nonexistent/model")
 
 
 def test_divergence_window_scores_only_the_tokens_where_the_sides_differ(load, tokenizer) -> None:
     """With window 1 the first step's DPO margin is the log-ratio of the first differing token alone."""
-    pair = _pairs(1)[0]
+    pair = apple_pairs(1)[0]
     items = tokenize_pairs(tokenizer, [pair], max_length=512)
     chosen, rejected = items[0].chosen_ids, items[0].rejected_ids
     split = next(i for i, (a, b) in enumerate(zip(chosen, rejected, strict=False)) if a != b)

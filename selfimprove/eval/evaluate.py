@@ -175,11 +175,13 @@ def evaluate(
     steps: Sequence[int] | None = None,
     verifier: Verifier | None = None,
     progress: ProgressFn | None = None,
+    split: str = "test",
 ) -> EvalReport:
     """Evaluate `policy` on `n` held-out tasks per step count (`steps`, default the recipe's eval_steps).
 
-    Tasks come from the recipe's "test" split with `seed`; sampling is seeded from `seed` too, so the
-    same call on the same policy gives the same report. `progress(done, total, info)` is called as
+    Tasks come from the recipe's `split` ("test", the held-out one, unless a caller choosing settings asks
+    for "val") with `seed`; sampling is seeded from `seed` too, so the same call on the same policy gives
+    the same report. `progress(done, total, info)` is called as
     completions are generated (total = tasks x (1 + k)). Generation ends at the end token.
     """
     if isinstance(recipe, str):
@@ -197,7 +199,7 @@ def evaluate(
     step_counts = list(steps or recipe.eval_steps)
     tasks: list[Task] = []
     for count in step_counts:
-        tasks += load_tasks(recipe, "test", n, steps=count, seed=seed)
+        tasks += load_tasks(recipe, split, n, steps=count, seed=seed)
     prompts = [format_prompt(recipe, task) for task in tasks]
     logger.info("evaluating on %d %s tasks (step counts %s), k=%d", len(tasks), recipe.name, step_counts, k)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple, TypeVar
 
-from selfimprove.tasks.splits import hash_split
+from selfimprove.tasks.splits import SPLITS, check_generator_request, hash_split
 from selfimprove.tasks.task import Task
 
 __all__ = [
@@ -46,10 +46,6 @@ GENERATOR_VERSION = 1
 MIN_STEPS = 1
 MAX_STEPS = 8
 _T = TypeVar("_T")
-
-# "val" is a third hash bucket drawn from the training distribution, for choosing hyperparameters
-# without touching the held-out "test" split.
-SPLITS = ("train", "val", "test")
 
 _MAX_OPERAND = 100  # every quantity stated in a question
 _MAX_RESULT = 9_999  # every intermediate result; keeps numbers within 4 digits for a tiny model
@@ -670,17 +666,9 @@ def generate_tasks(
 
     Deterministic in (split, seed, min_steps, max_steps, steps); a call with a smaller n returns a prefix.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}; allowed: {', '.join(SPLITS)}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n={n!r}; allowed: an integer >= 0")
-    for key, value in (("min_steps", min_steps), ("max_steps", max_steps), ("steps", steps)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"{key}={value!r}; allowed: an integer in {MIN_STEPS}..{MAX_STEPS}")
-        if value is not None and not MIN_STEPS <= value <= MAX_STEPS:
-            raise ValueError(f"{key}={value!r}; allowed: {MIN_STEPS}..{MAX_STEPS}")
-    if steps is None and min_steps > max_steps:
-        raise ValueError(f"min_steps={min_steps} > max_steps={max_steps}; allowed: min_steps <= max_steps")
+    check_generator_request(
+        split, n, min_steps=min_steps, max_steps=max_steps, steps=steps, lowest=MIN_STEPS, highest=MAX_STEPS
+    )
     # A string seed hashes with SHA-512 inside random.Random, so streams are stable across processes.
     rng = random.Random(f"selfimprove.arith/{split}/{seed}/{min_steps}/{max_steps}/{steps}")
     seen: set[str] = set()

@@ -30,7 +30,7 @@ import random
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from selfimprove.tasks.splits import hash_split
+from selfimprove.tasks.splits import SPLITS, check_generator_request, hash_split
 from selfimprove.tasks.task import Task
 
 __all__ = ["GENERATOR_VERSION", "MAX_STEPS", "MIN_STEPS", "SPLITS", "generate_code_tasks", "split_of"]
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 1  # bump when the text generated for a given (split, seed, steps) changes
 MIN_STEPS = 1
 MAX_STEPS = 6
-SPLITS = ("train", "val", "test")
 _NUM_TESTS = 5
 _MAX_VALUE = 10**6  # larger intermediate values are resampled: they make examples unreadable
 _ALPHABET = "abcdeXYZ 12"
@@ -286,17 +285,9 @@ def generate_code_tasks(
     tasks are few (a few hundred bodies in all); when a split has fewer distinct tasks than asked, the
     ones found are returned with a warning.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}; allowed: {', '.join(SPLITS)}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n={n!r}; allowed: an integer >= 0")
-    for key, value in (("min_steps", min_steps), ("max_steps", max_steps), ("steps", steps)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"{key}={value!r}; allowed: an integer in {MIN_STEPS}..{MAX_STEPS}")
-        if value is not None and not MIN_STEPS <= value <= MAX_STEPS:
-            raise ValueError(f"{key}={value!r}; allowed: {MIN_STEPS}..{MAX_STEPS}")
-    if steps is None and min_steps > max_steps:
-        raise ValueError(f"min_steps={min_steps} > max_steps={max_steps}; allowed: min_steps <= max_steps")
+    check_generator_request(
+        split, n, min_steps=min_steps, max_steps=max_steps, steps=steps, lowest=MIN_STEPS, highest=MAX_STEPS
+    )
     # A string seed hashes with SHA-512 inside random.Random, so streams are stable across processes.
     rng = random.Random(f"selfimprove.codegen/{split}/{seed}/{min_steps}/{max_steps}/{steps}")
     seen: set[str] = set()

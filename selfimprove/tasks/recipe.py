@@ -26,6 +26,7 @@ from selfimprove.tasks.gsm8k import load_gsm8k
 from selfimprove.tasks.humaneval import load_humaneval
 from selfimprove.tasks.mbpp import SPLITS as _MBPP_SPLITS
 from selfimprove.tasks.mbpp import load_mbpp
+from selfimprove.tasks.splits import SPLITS as GENERATED_SPLITS
 from selfimprove.tasks.task import Task
 
 if sys.version_info >= (3, 11):
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 SOURCES = ("arith", "gsm8k", "codegen", "humaneval", "mbpp")
 VERIFIERS = ("math", "code")
 _CODE_SOURCES = ("codegen", "humaneval", "mbpp")
-_ARITH_SPLITS = ("train", "val", "test")
 _GSM8K_SPLITS = ("train", "test")
 _HUMANEVAL_SPLITS = ("test",)
 # The largest step count of each source: generated problems have up to MAX_STEPS (arith) or
@@ -254,9 +254,9 @@ def load_tasks(
     if steps is not None and (not _is_int(steps) or steps < MIN_STEPS):
         raise ValueError(f"steps={steps!r}; allowed: an integer >= {MIN_STEPS}, or None")
     if recipe.source in ("arith", "codegen"):
-        if split not in _ARITH_SPLITS:
+        if split not in GENERATED_SPLITS:
             raise ValueError(
-                f"split={split!r}; allowed for source {recipe.source!r}: {', '.join(_ARITH_SPLITS)}"
+                f"split={split!r}; allowed for source {recipe.source!r}: {', '.join(GENERATED_SPLITS)}"
             )
         if n is None:
             raise ValueError(f"source {recipe.source!r} generates tasks: pass n, the number of tasks wanted")
