@@ -11,6 +11,8 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="distributed search needs Ray (pip install 'selfimprove[ray]')")
 
+from selfimprove.loop.config import resolve_config  # noqa: E402
+from selfimprove.loop.run import _materialise_model, prepare_run, run_search_phase  # noqa: E402
 from selfimprove.policy.backends import PolicySpec  # noqa: E402
 from selfimprove.policy.hf import HFPolicy  # noqa: E402
 from selfimprove.search.mcts import MCTS, MCTSConfig  # noqa: E402
@@ -133,3 +135,31 @@ def test_shards_follow_the_lockstep_waves() -> None:
         RaySearchPool(PolicySpec(path="unused"), SEARCH).run(
             [tasks[0], tasks[0]], str, "math", seed=0, out_dir="x"
         )
+
+
+def test_loop_search_phase_on_ray_workers_writes_what_the_in_process_phase_writes(
+    cluster, trained_tiny_path, tmp_path
+) -> None:
+    """`[scale] search_workers = 2` in a run config: the iteration folder equals the one-process run's."""
+    overrides = {
+        "model": {"path": str(trained_tiny_path)},
+        "task": {"tasks_per_iteration": 4},
+        "search": {"type": "mcts", "simulations": 4, "children": 2, "rollouts": 1, "trees_per_batch": 2},
+        "scale": {"policy": {"device": "cpu"}},
+    }
+    folders = {}
+    for workers in (0, 2):
+        config = resolve_config(
+            "smoke", overrides={**overrides, "scale": {**overrides["scale"], "search_workers": workers}}
+        )
+        paths = prepare_run(config, tmp_path / f"workers{workers}")
+        _materialise_model(config, paths)  # run/model points at the test model
+        stats = run_search_phase(config, paths, 1, None)
+        assert stats["search/backend"] == "hf" and stats["search/weight_sync"] == "reload"
+        assert stats["search/trees"] == 4
+        folders[workers] = paths.iteration(1)
+    assert (folders[2] / "shards").is_dir() and not (folders[0] / "shards").exists()
+    for name in ("pairs.jsonl", "samples.jsonl"):
+        assert (folders[2] / name).read_text() == (folders[0] / name).read_text()
+    trees = sorted(p.name for p in (folders[0] / "trees").iterdir())
+    assert len(trees) == 4 and sorted(p.name for p in (folders[2] / "trees").iterdir()) == trees

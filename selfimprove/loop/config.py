@@ -68,6 +68,10 @@ class TaskSettings:
         if not 1 <= self.min_steps <= self.max_steps:
             raise ValueError(f"need 1 <= min_steps <= max_steps, got {self.min_steps}..{self.max_steps}")
 
+    def verifier_name(self, recipe_verifier: str) -> str:
+        """The verifier the run uses: this table's override, else the recipe's."""
+        return self.verifier or recipe_verifier
+
 
 @dataclass(frozen=True)
 class EvalSettings:

@@ -164,30 +164,37 @@ def run_search_phase(
             progress("search", k, stats["search/tokens"], config.token_budget, stats)
 
     seed = config.seed * 1_000 + k
+    verifier = config.task.verifier_name(recipe.verifier)
+
+    def prompt_fn(task):
+        return format_prompt(recipe, task)
+
     if config.scale.search_workers:
         from selfimprove.search.ray_pool import RaySearchPool
 
+        # the pool keeps per-shard records under out/shards (its resume unit) and writes the gathered
+        # result into `out` exactly as write_search_result does
         pool = RaySearchPool(spec, config.make_search(), workers=config.scale.search_workers)
         result = pool.run(
             tasks,
-            lambda task: format_prompt(recipe, task),
-            config.task.verifier or recipe.verifier,
+            prompt_fn,
+            verifier,
             seed=seed,
-            out_dir=out / "pool",
+            out_dir=out,
             token_budget=config.token_budget,
             progress=report,
         )
     else:
         result = config.make_search().run(
             open_policy(spec),
-            make_verifier(config.task.verifier or recipe.verifier),
+            make_verifier(verifier),
             tasks,
-            lambda task: format_prompt(recipe, task),
+            prompt_fn,
             seed=seed,
             token_budget=config.token_budget,
             progress=report,
         )
-    write_search_result(result, out)
+        write_search_result(result, out)
     correct = sum(s.correct for s in result.samples)
     return {
         **result.stats,
@@ -277,7 +284,7 @@ def run_eval_phase(
     report_ = evaluate(
         policy,
         recipe,
-        verifier=make_verifier(config.task.verifier or recipe.verifier),
+        verifier=make_verifier(config.task.verifier_name(recipe.verifier)),
         n=config.eval.n,
         k=config.eval.k,
         temperature=config.eval.temperature,
