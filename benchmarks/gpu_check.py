@@ -75,6 +75,12 @@ def reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
+def same_fraction(first: list, second: list) -> float:
+    """The fraction of completions (prompt x sample) whose token ids are equal in two generate calls."""
+    pairs = [(a, b) for g, h in zip(first, second, strict=True) for a, b in zip(g, h, strict=True)]
+    return sum(a.token_ids == b.token_ids for a, b in pairs) / len(pairs)
+
+
 def timed(device: torch.device, fn):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -133,18 +139,28 @@ def run_checks(args: argparse.Namespace, device: torch.device, report: dict, wor
     groups, seconds = timed(device, lambda: policy.generate(prompts, **kwargs))
     tokens = sum(c.num_tokens for g in groups for c in g)
     again = policy.generate(prompts, **kwargs)
+    greedy = {"n": 1, "max_new_tokens": NEW_TOKENS, "temperature": 0.0}
+    greedy_runs = [policy.generate(prompts, **greedy) for _ in range(2)]
+    # bitwise-equal repeats need deterministic kernels on a GPU: the same calls again in that mode
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    strict_runs = [policy.generate(prompts, **kwargs) for _ in range(2)]
+    torch.use_deterministic_algorithms(False)
     hf = {
         "tokens": tokens,
         "seconds": round(seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1),
         "peak_gib": peak_gib(device),
-        "same_seed_same_samples": again == groups,
+        "same_seed_same_samples": same_fraction(groups, again),
+        "greedy_repeat_same": same_fraction(*greedy_runs),
+        "deterministic_mode_same_seed_same_samples": same_fraction(*strict_runs),
     }
     report["transformers_generate"] = hf
     report["ran"].append("transformers_generate")
     print(
         f"1. transformers {dtype}: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:,.0f} tok/s; "
-        f"same seed, same samples: {hf['same_seed_same_samples']}",
+        f"same seed, same samples: {hf['same_seed_same_samples']:.1%} (in deterministic mode "
+        f"{hf['deterministic_mode_same_seed_same_samples']:.1%}); "
+        f"greedy repeated: {hf['greedy_repeat_same']:.1%}",
         flush=True,
     )
 

@@ -9,9 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# a checkout runs without being installed (as on a GPU machine whose image already holds the dependencies)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# cuBLAS is bitwise repeatable only with a fixed workspace (for the deterministic-mode repeat)
+export CUBLAS_WORKSPACE_CONFIG="${CUBLAS_WORKSPACE_CONFIG:-:4096:8}"
 python - <<'PY' || missing=1
 import importlib, sys
-need = ["torch", "transformers", "tokenizers", "safetensors", "sympy", "selfimprove"]
+need = ["torch", "transformers", "tokenizers", "safetensors", "sympy", "networkx", "selfimprove"]
 gone = [m for m in need if importlib.util.find_spec(m) is None]
 sys.exit(f"missing: {' '.join(gone)}" if gone else 0)
 PY
