@@ -17,6 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "compare": ("selfimprove.loop.compare_cli", "table and plot several runs side by side"),
     "search": ("selfimprove.search.cli", "run a search and write trees and pairs.jsonl"),
+    "solve": (
+        "selfimprove.search.solve_cli",
+        "answer one question by recursive thinking (PRefLexOR): thinking, reflections, vote",
+    ),
     "train": ("selfimprove.train.cli", "preference-train a model on pairs.jsonl"),
     "eval": ("selfimprove.eval.cli", "greedy accuracy, maj@k and pass@k of a model on a task recipe"),
     "model": ("selfimprove.policy.cli", "build the embedded tiny model"),

@@ -129,7 +129,7 @@ def test_invalid_toml_and_unknown_recipe_are_named(tmp_path: Path) -> None:
     path.write_text('source = "arith\n', encoding="utf-8")
     with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: invalid TOML"):
         load_recipe(path)
-    with pytest.raises(ValueError, match="built-ins: arith, gsm8k"):
+    with pytest.raises(ValueError, match="built-ins: arith, arith-thinking, gsm8k"):
         load_recipe("nope")
 
 

@@ -172,6 +172,13 @@ def run_search_phase(
     if config.scale.search_workers:
         from selfimprove.search.ray_pool import RaySearchPool
 
+        if hasattr(config.make_search(), "with_artifacts"):
+            raise ValueError(
+                f"scale.search_workers={config.scale.search_workers}: the {config.search['type']!r} search "
+                "keeps state across iterations (a knowledge graph) that the Ray pool does not gather yet; "
+                "allowed: search_workers = 0 for this search"
+            )
+
         # the pool keeps per-shard records under out/shards (its resume unit) and writes the gathered
         # result into `out` exactly as write_search_result does
         pool = RaySearchPool(spec, config.make_search(), workers=config.scale.search_workers)
@@ -185,7 +192,11 @@ def run_search_phase(
             progress=report,
         )
     else:
-        result = config.make_search().run(
+        search = config.make_search()
+        if k > 1 and hasattr(search, "with_artifacts"):
+            # a search that keeps state across iterations (PRefLexOR's knowledge graph) resumes the last one's
+            search = search.with_artifacts(paths.iteration(k - 1))
+        result = search.run(
             open_policy(spec),
             make_verifier(verifier),
             tasks,

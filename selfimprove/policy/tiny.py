@@ -18,16 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import shutil
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from selfimprove.policy.warm_start import ProgressFn, encode_examples, sft_warm_start
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,15 @@ class TinyModelConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 1.0
     seed: int = 0
+    # thinking variant (PRefLexOR, knowledge/thinking_data.py): this share of the warm-start examples
+    # think before they answer, and this share of those reflect on a wrong attempt and refine it
+    thinking_fraction: float = 0.0
+    reflect_fraction: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("thinking_fraction", "reflect_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}"
@@ -80,13 +87,25 @@ class TinyModelConfig:
         """Hash of the config and the generator version: a change to either means a different model."""
         from selfimprove.tasks.arith import GENERATOR_VERSION
 
-        key = {**asdict(self), "generator_version": GENERATOR_VERSION}
+        # fields added after a preset was published count only when set, so that preset keeps its hash
+        key = {k: v for k, v in asdict(self).items() if not (k in _LATER_FIELDS and v == 0.0)}
+        key["generator_version"] = GENERATOR_VERSION
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
+
+_LATER_FIELDS = ("thinking_fraction", "reflect_fraction")
+# Knowledge-graph corpus of the thinking variant: enough solved problems that the Example line of
+# retrieval finds one with the same operations (95.9% of lines on a 20,000-problem graph, P1 notes),
+# without paying for a graph of the whole training set.
+THINKING_GRAPH_TASKS = 10_000
 
 PRESETS: dict[str, TinyModelConfig] = {
     # the embedded default: 0.55M parameters, 11.5 minutes on 2 idle cores (docs/benchmarks.md)
     "tiny": TinyModelConfig(),
+    # the thinking variant for PRefLexOR (issue #8): half of the warm start thinks before answering (a
+    # third of those reflect on a wrong attempt and refine it); 1,024 positions, as a 4-step refinement
+    # round with its attempt in the prompt runs past 512 tokens
+    "tiny-think": TinyModelConfig(thinking_fraction=0.5, reflect_fraction=0.3, max_positions=1024),
     # for tests and smoke runs: well-formed GSM8K-style output in well under a minute
     "test": TinyModelConfig(
         vocab_size=400,
@@ -168,111 +187,28 @@ def make_model(config: TinyModelConfig, tokenizer, *, seed: int):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# supervised warm start
-
-
-def _sft_examples(prompts: Sequence[str], solutions: Sequence[str], tokenizer) -> list[tuple[list[int], int]]:
-    """(token ids of prompt + solution + end, number of prompt tokens) for each example."""
-    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    solution_ids = tokenizer(list(solutions), add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-    return [(p + s + [eos], len(p)) for p, s in zip(prompt_ids, solution_ids, strict=True)]
-
-
-def _lr_at(step: int, config: TinyModelConfig) -> float:
-    """Linear warm-up, then cosine down to min_lr_frac * lr."""
-    warmup = max(1, int(config.warmup_frac * config.optimizer_steps))
-    if step < warmup:
-        return config.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, config.optimizer_steps - warmup)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return config.lr * (config.min_lr_frac + (1 - config.min_lr_frac) * cosine)
-
-
-def _collate(batch: Sequence[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, ...]:
-    """Right-padded ids, attention mask and labels (-100 on prompt and padding)."""
-    width = max(len(ids) for ids, _ in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(batch), width), dtype=torch.long)
-    labels = torch.full((len(batch), width), -100, dtype=torch.long)
-    for row, (ids, prompt_len) in enumerate(batch):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention[row, : len(ids)] = 1
-        labels[row, prompt_len : len(ids)] = torch.tensor(ids[prompt_len:])
-    return input_ids, attention, labels
-
-
-ProgressFn = Callable[[int, int, dict[str, float]], None]
-
-
-def _length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """One epoch of batches of similar-length examples, in random order.
-
-    Shuffle, sort within windows of 64 batches, cut into batches, shuffle the batches: padding drops
-    from ~40% of a random batch to a few percent while the data order stays random.
-    """
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = 64 * batch_size
-    batches = []
-    for begin in range(0, len(order) - batch_size + 1, window):
-        chunk = sorted(order[begin : begin + window], key=lengths.__getitem__)
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def sft_warm_start(
-    model,
-    examples: list[tuple[list[int], int]],
-    config: TinyModelConfig,
-    *,
-    pad_id: int,
-    progress: ProgressFn | None,
-) -> dict[str, float]:
-    """Train `model` in place for `config.optimizer_steps` steps; returns summary statistics."""
-    rng = random.Random(config.seed)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-        betas=config.betas,
-    )
-    model.train()
-    batches: list[list[int]] = []
-    tokens_seen, start, loss_ema = 0, time.perf_counter(), float("nan")
-    for step in range(config.optimizer_steps):
-        if not batches:
-            batches = _length_bucketed_batches([len(ids) for ids, _ in examples], config.batch_size, rng)
-        batch = [examples[i] for i in batches.pop()]
-        input_ids, attention, labels = _collate(batch, pad_id)
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, config)
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        tokens_seen += int(attention.sum())
-        loss_ema = loss.item() if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * loss.item()
-        if progress is not None:
-            elapsed = time.perf_counter() - start
-            progress(
-                step + 1, config.optimizer_steps, {"loss": loss_ema, "tokens_per_s": tokens_seen / elapsed}
-            )
-    model.eval()
-    seconds = time.perf_counter() - start
-    return {
-        "final_loss": loss_ema,
-        "tokens": tokens_seen,
-        "seconds": seconds,
-        "tokens_per_s": tokens_seen / seconds,
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------
 # build + cache
+
+
+def _with_thinking(tasks, prompts: list[str], solutions: list[str], config: TinyModelConfig):
+    """The warm-start examples with a `thinking_fraction` share (seeded choice) in the thinking format."""
+    from selfimprove.knowledge.graph import KnowledgeGraph
+    from selfimprove.knowledge.thinking_data import thinking_examples
+
+    rng = random.Random(f"tiny-thinking/{config.seed}")
+    chosen = sorted(rng.sample(range(len(tasks)), round(config.thinking_fraction * len(tasks))))
+    graph = KnowledgeGraph.build(tasks[:THINKING_GRAPH_TASKS])
+    thinking = thinking_examples(
+        [tasks[i] for i in chosen],
+        [prompts[i] for i in chosen],
+        graph,
+        reflect_fraction=config.reflect_fraction,
+        seed=config.seed,
+    )
+    prompts, solutions = list(prompts), list(solutions)
+    for i, (prompt, completion) in zip(chosen, thinking, strict=True):
+        prompts[i], solutions[i] = prompt, completion
+    return prompts, solutions
 
 
 def build_tiny_model(
@@ -306,6 +242,8 @@ def build_tiny_model(
     )
     prompts = [format_prompt(recipe, t) for t in tasks]
     solutions = [t.solution or "" for t in tasks]
+    if config.thinking_fraction > 0:
+        prompts, solutions = _with_thinking(tasks, prompts, solutions, config)
 
     corpus = [p + s for p, s in zip(prompts[: config.tokenizer_corpus], solutions, strict=False)]
     tokenizer = train_tokenizer(corpus, config.vocab_size)
@@ -313,7 +251,7 @@ def build_tiny_model(
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("tiny model %s: %d parameters, vocabulary %d", name, n_params, len(tokenizer))
 
-    examples = _sft_examples(prompts, solutions, tokenizer)
+    examples = encode_examples(prompts, solutions, tokenizer)
     stats = sft_warm_start(model, examples, config, pad_id=tokenizer.pad_token_id, progress=progress)
 
     staging = target.with_name(target.name + f".tmp{os.getpid()}")

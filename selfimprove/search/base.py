@@ -48,12 +48,17 @@ class Sample:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """`trees`: one JSON-ready dict per task (same schema for every search); `stats` flat, namespaced."""
+    """`trees`: one JSON-ready dict per task (same schema for every search); `stats` flat, namespaced.
+
+    `artifacts`: state a search carries to its next iteration (PRefLexOR's knowledge graph), by name; each
+    value has `save(path)`, and the loop saves it as `<name>.json` in the iteration folder.
+    """
 
     trees: list[dict[str, Any]]
     pairs: list[PreferencePair]
     samples: list[Sample]
     stats: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
 
 # Called as progress(tasks_done, tasks_total, stats) after each batch of work.

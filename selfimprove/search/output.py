@@ -21,6 +21,8 @@ def write_search_result(result: SearchResult, out_dir: str | Path) -> None:
         atomic_write_json(out / "trees" / _file_name(tree["task_id"]), tree)
     atomic_write_jsonl(out / "samples.jsonl", (s.to_dict() for s in result.samples))
     write_pairs(out / "pairs.jsonl", result.pairs)
+    for name, artifact in result.artifacts.items():  # state for the next iteration (a knowledge graph)
+        artifact.save(out / f"{name}.json")
     atomic_write_json(out / "stats.json", result.stats)
 
 

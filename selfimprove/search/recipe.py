@@ -9,8 +9,15 @@ from selfimprove.config import from_mapping, read_toml, to_mapping
 from selfimprove.search.base import Search
 from selfimprove.search.best_of_n import BestOfN, BestOfNConfig
 from selfimprove.search.mcts import MCTS, MCTSConfig
+from selfimprove.search.preflexor import PRefLexOR, PRefLexORConfig
+from selfimprove.search.union import UnionConfig, UnionSearch
 
-SEARCHES: dict[str, tuple[type, type]] = {"mcts": (MCTS, MCTSConfig), "best_of_n": (BestOfN, BestOfNConfig)}
+SEARCHES: dict[str, tuple[type, type]] = {
+    "mcts": (MCTS, MCTSConfig),
+    "best_of_n": (BestOfN, BestOfNConfig),
+    "preflexor": (PRefLexOR, PRefLexORConfig),
+    "union": (UnionSearch, UnionConfig),
+}
 
 
 def search_from_mapping(data: dict[str, Any], *, where: str) -> Search:
@@ -24,7 +31,7 @@ def search_from_mapping(data: dict[str, Any], *, where: str) -> Search:
 
 
 def load_search(spec: str | Path) -> Search:
-    """A search from a recipe path, or a built-in name ("mcts", "best_of_n") with default settings."""
+    """A search from a recipe path, or a built-in name (a key of SEARCHES) with default settings."""
     if str(spec) in SEARCHES:
         return search_from_mapping({"type": str(spec)}, where=str(spec))
     return search_from_mapping(read_toml(spec), where=str(spec))

@@ -162,6 +162,11 @@ def _builtin(name: str, source: str, **values: Any) -> TaskRecipe:
 
 BUILTIN_RECIPES: dict[str, TaskRecipe] = {
     "arith": TaskRecipe(name="arith", source="arith"),
+    # the same problems with the thinking block opened in the prompt (PRefLexOR, the tiny-think model):
+    # search, pairs and eval then all work in the thinking format
+    "arith-thinking": TaskRecipe(
+        name="arith-thinking", source="arith", prompt_template="Question: {question}\nAnswer:\n<|thinking|>\n"
+    ),
     # No paths: GSM8K is not shipped with the package. Set train_path/test_path in a recipe file.
     "gsm8k": TaskRecipe(name="gsm8k", source="gsm8k", eval_steps=(2, 3, 4, 5), hard_steps=5),
     "codegen": _builtin("codegen", "codegen"),

@@ -19,8 +19,10 @@ Launch (`python -m selfimprove.train.distributed --help`):
 
     torchrun --nproc-per-node 2 -m selfimprove.train.distributed --pairs pairs.jsonl --model PATH --out DIR
     accelerate launch --num_processes 2 -m selfimprove.train.distributed --pairs ... (the same arguments)
+    torchrun --nproc-per-node 2 -m selfimprove.train.distributed --strategy fsdp --pairs ... (sharded)
 
-CPU processes talk over gloo, GPU processes over NCCL, each on its own GPU (LOCAL_RANK).
+CPU processes talk over gloo, GPU processes over NCCL, each on its own GPU (LOCAL_RANK). `--strategy fsdp`
+shards the model over the ranks instead (fsdp.py): the same steps and weights, less memory per rank.
 """
 
 from __future__ import annotations
@@ -32,11 +34,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 
+if TYPE_CHECKING:
+    from selfimprove.train.fsdp import ShardedDataParallel
+
 logger = logging.getLogger(__name__)
+
 
 # Gradient elements per all-reduce: large enough to amortise a collective's latency, small enough that the
 # flat copy does not double a large model's gradient memory (DDP's default bucket is 25 MiB).
@@ -66,6 +73,9 @@ class DataParallel:
         """Start every rank from rank 0's weights (as DDP does at construction)."""
         for tensor in [*model.parameters(), *model.buffers()]:
             dist.broadcast(tensor.data, src=0)
+
+    def begin_step(self) -> None:
+        """Nothing to prepare before a step's micro-batches: every rank holds the whole model."""
 
     def all_reduce_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Sum every parameter's gradient over ranks, in flat buckets; a rank that saw no rows adds zeros.
@@ -119,6 +129,20 @@ def current_data_parallel() -> DataParallel | None:
     return DataParallel(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 
+def data_parallel(model: torch.nn.Module) -> DataParallel | ShardedDataParallel | None:
+    """How `model` trains over processes: sharded (fsdp.py) when `shard_model` has sharded it, otherwise
+    as `current_data_parallel()` says (DDP semantics with several processes, None alone)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(model, FSDPModule):
+        from selfimprove.train.fsdp import ShardedDataParallel
+
+        return ShardedDataParallel(
+            DataParallel(rank=dist.get_rank(), world_size=dist.get_world_size()), model
+        )
+    return current_data_parallel()
+
+
 def init_from_environment(device: str = "auto") -> DataParallel | None:
     """Join the process group that torchrun / accelerate launch describe in the environment (RANK,
     WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK): NCCL with one GPU per process when CUDA is used,
@@ -158,6 +182,13 @@ def _arguments() -> argparse.ArgumentParser:
         help="TOML of TrainConfig (or SFTConfig) fields; default: defaults",
     )
     parser.add_argument("--ref", type=Path, default=None, help="fixed reference model (default: --model)")
+    parser.add_argument(
+        "--strategy",
+        choices=("ddp", "fsdp"),
+        default="ddp",
+        help="ddp: every rank holds the whole model; fsdp: parameters, gradients and AdamW state sharded "
+        "over ranks (FSDP2), for models that do not fit one device (default: ddp)",
+    )
     return parser
 
 
@@ -199,25 +230,47 @@ def main(argv: list[str] | None = None) -> int:
         rows = read_pairs(data) if args.pairs is not None else _read_examples(data)
         if not rows:
             raise ValueError(f"{data}: nothing to train on")
+        if args.strategy == "fsdp" and config.lora:
+            raise ValueError("--strategy fsdp trains every parameter; with lora = true use --strategy ddp")
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"selfimprove.train.distributed: error: {err}", file=sys.stderr)
         return 2
     parallel = init_from_environment(config.device)
     rank, world = (parallel.rank, parallel.world_size) if parallel else (0, 1)
+    sharded = args.strategy == "fsdp" and parallel is not None
     try:
         model = AutoModelForCausalLM.from_pretrained(args.model)
         tokenizer = AutoTokenizer.from_pretrained(args.model)
-        out = args.out if rank == 0 else None
+        if sharded:
+            from selfimprove.train.engine import resolve_device
+            from selfimprove.train.fsdp import save_full_checkpoint, shard_model
+
+            model = shard_model(model.to(resolve_device(config)[0]))
+        # a sharded model is saved below, gathered; otherwise rank 0's trainer saves its whole model
+        out = args.out if rank == 0 and not sharded else None
         if args.pairs is not None:
             result = train_preference(model, tokenizer, rows, config, out_dir=out, reference=args.ref)
         else:
             result = train_sft(model, tokenizer, rows, config, out_dir=out)
+        if sharded:
+            state = {
+                "kind": "preference" if args.pairs is not None else "sft",
+                "config": config.to_dict(),
+                "strategy": "fsdp",
+                "steps": result.steps,
+                "tokens": result.tokens,
+                "seconds": result.seconds,
+                "final_metrics": result.final,
+                "log_history": list(result.metrics),
+            }
+            save_full_checkpoint(model, tokenizer, args.out, state, base=args.model)
         if rank == 0:
             atomic_write_json(
                 args.out / "distributed.json",
                 {
                     "world_size": world,
                     "backend": dist.get_backend() if parallel else None,
+                    "strategy": args.strategy if parallel else None,
                     "steps": result.steps,
                     "tokens": result.tokens,
                     "seconds": result.seconds,

@@ -22,7 +22,7 @@ import torch
 
 from selfimprove.train.config import SFTConfig
 from selfimprove.train.data import plan_epoch, steps_per_epoch
-from selfimprove.train.distributed import current_data_parallel
+from selfimprove.train.distributed import data_parallel
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +115,10 @@ def optimize(
 
     `lengths` order the examples into length buckets; `tokens` are counted into the result. Under
     torchrun with several processes each rank trains on its share of every step and the gradients are
-    summed over ranks before clipping (distributed.py); alone, nothing changes.
+    summed over ranks before clipping (distributed.py; fsdp.py when the model is sharded); alone, nothing
+    changes.
     """
-    parallel = current_data_parallel()
+    parallel = data_parallel(model)
     if parallel is not None:
         parallel.broadcast_parameters(model)
     generator = torch.Generator().manual_seed(config.seed)
@@ -137,6 +138,8 @@ def optimize(
                 group["lr"] = lr
             step_indices = [i for micro in micro_batches for i in micro]
             sums: dict[str, float] = {}
+            if parallel is not None:
+                parallel.begin_step()
             local = micro_batches if parallel is None else parallel.shard(micro_batches, config.batch_size)
             for micro in local:
                 with autocast(device, amp_dtype):
@@ -148,6 +151,8 @@ def optimize(
                 parallel.all_reduce_gradients(params)
                 sums = parallel.sum_metrics(sums)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            if hasattr(grad_norm, "full_tensor"):  # a DTensor (FSDP): the norm over every rank's shards
+                grad_norm = grad_norm.full_tensor()
             if torch.isfinite(grad_norm):
                 optimizer.step()
             else:  # one bad batch (inf/nan) must not poison the weights: skip its update

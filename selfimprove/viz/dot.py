@@ -12,7 +12,7 @@ import colorsys
 import math
 from typing import Any
 
-from selfimprove.viz.load import VizInput, pair_roles, short_text
+from selfimprove.viz.load import VizInput, is_judged, node_caption, pair_roles, short_text
 
 GOOD, BAD, GREY = "#1a7f37", "#cf222e", "#57606a"
 
@@ -50,13 +50,13 @@ def _tree_lines(tree: dict[str, Any], pairs: list[dict[str, Any]], prefix: str, 
         if n["parent"] is None:
             label = f"root\nQ={q}  N={visits}"
         else:
-            label = f"#{n['id']}  Q={q}  N={visits}\n{short_text(n['text'], text_limit)}"
+            label = f"#{n['id']}  Q={q}  N={visits}\n{short_text(node_caption(n), text_limit)}"
         attrs: dict[str, object] = {
             "label": label,
             "fillcolor": q_color(n["Q"]) if visits and n.get("Q") is not None else "#ffffff",
             "width": f"{0.6 + 1.6 * share:.2f}",
         }
-        if n.get("terminal"):
+        if is_judged(n):
             outcome = n.get("outcome")
             attrs |= {
                 "peripheries": 2,

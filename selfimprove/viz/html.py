@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import html
 import json
+import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,18 +20,24 @@ from selfimprove.io import atomic_write_text
 from selfimprove.viz.load import VizInput, load_input
 from selfimprove.viz.template import CSS, JS, PAGE
 
+logger = logging.getLogger(__name__)
+
+_KNOWLEDGE_FILE = "knowledge_graph.json"  # what the loop saves a search's knowledge graph as
+
 
 def _script_json(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
 
 
-def _index(data: VizInput) -> dict[str, Any]:
-    """What the selectors need before any tree is parsed: names, node counts, solved flags."""
+def _index(data: VizInput, knowledge: dict[int, str]) -> dict[str, Any]:
+    """What the selectors need before any tree is parsed: names, node counts, solved flags, and the
+    iteration's knowledge-graph page if there is one."""
     return {
         "title": data.title,
         "iterations": [
             {
                 "name": iteration.name,
+                "knowledge": knowledge.get(i),
                 "trees": [
                     {
                         "name": t.name,
@@ -40,13 +48,15 @@ def _index(data: VizInput) -> dict[str, Any]:
                     for t in iteration.trees
                 ],
             }
-            for iteration in data.iterations
+            for i, iteration in enumerate(data.iterations)
         ],
     }
 
 
-def render_html(data: VizInput) -> str:
-    blocks = [f'<script type="application/json" id="viz-index">{_script_json(_index(data))}</script>']
+def render_html(data: VizInput, *, knowledge: dict[int, str] | None = None) -> str:
+    """The page; `knowledge` maps an iteration's index to the href of its knowledge-graph page."""
+    index = _index(data, knowledge or {})
+    blocks = [f'<script type="application/json" id="viz-index">{_script_json(index)}</script>']
     for i, iteration in enumerate(data.iterations):
         for j, tree in enumerate(iteration.trees):
             payload = {**tree.tree, "pairs": tree.pairs}
@@ -59,8 +69,25 @@ def render_html(data: VizInput) -> str:
 
 
 def write_html(data: VizInput, out: str | Path) -> Path:
+    """The viewer at `out`; an iteration that holds a knowledge graph (PRefLexOR's knowledge_graph.json) gets
+    its interactive page (viz/knowledge_html.py) written beside it, and the viewer links to that page."""
     out = Path(out)
-    atomic_write_text(out, render_html(data))
+    knowledge = {}
+    for i, iteration in enumerate(data.iterations):
+        graph_file = iteration.folder / _KNOWLEDGE_FILE if iteration.folder is not None else None
+        if graph_file is not None and graph_file.is_file():
+            from selfimprove.knowledge import KnowledgeGraph
+            from selfimprove.viz.knowledge_html import write_knowledge_html
+
+            try:
+                graph = KnowledgeGraph.load(graph_file)
+            except ValueError as err:  # the trees are still worth showing
+                logger.warning("knowledge graph not linked: %s", err)
+                continue
+            title = f"{data.title} / {iteration.name} knowledge graph"
+            page = write_knowledge_html(graph, graph_file.with_suffix(".html"), title=title)
+            knowledge[i] = Path(os.path.relpath(page, out.parent)).as_posix()
+    atomic_write_text(out, render_html(data, knowledge=knowledge))
     return out
 
 

@@ -35,6 +35,8 @@ PAIR_FIELDS = (
     "n_rejected",
     "chosen",
     "rejected",
+    "rounds",  # PRefLexOR: the rejected and chosen rounds, and whether the chosen one fixed the rejected
+    "fixed",
 )
 
 
@@ -49,6 +51,7 @@ class VizTree:
 class VizIteration:
     name: str  # "iter_001", or the folder name of a lone iteration
     trees: list[VizTree]
+    folder: Path | None = None  # where it was read from (its knowledge_graph.json, if any, is linked)
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ class VizInput:
                 raise ValueError(f"no iteration {iteration!r} in {self.path}; it has {names}")
         if task is not None:
             iterations = [
-                VizIteration(it.name, [t for t in it.trees if t.tree["task_id"] == task]) for it in iterations
+                VizIteration(it.name, [t for t in it.trees if t.tree["task_id"] == task], it.folder)
+                for it in iterations
             ]
             iterations = [it for it in iterations if it.trees]
             if not iterations:
@@ -90,7 +94,9 @@ def load_input(path: str | Path) -> VizInput:
         pairs_file = path.parent.parent / "pairs.jsonl" if path.parent.name == "trees" else None
         tree = load_tree(path, pairs_file)
         iteration_name = path.parent.parent.name if pairs_file else path.parent.name
-        return VizInput(str(tree.tree["task_id"]), "tree", path, [VizIteration(iteration_name, [tree])])
+        folder = path.parent.parent if pairs_file else None
+        iteration = VizIteration(iteration_name, [tree], folder)
+        return VizInput(str(tree.tree["task_id"]), "tree", path, [iteration])
     if not path.is_dir():
         raise FileNotFoundError(
             f"{path} does not exist: give a tree JSON, an iteration folder or a run folder"
@@ -119,7 +125,7 @@ def load_iteration(folder: str | Path) -> VizIteration:
     for file in sorted((folder / "trees").glob("*.json")):
         tree = _read_tree(file)
         trees.append(VizTree(file.stem, tree, pairs.get(str(tree["task_id"]), [])))
-    return VizIteration(folder.name, trees)
+    return VizIteration(folder.name, trees, folder)
 
 
 def load_tree(file: str | Path, pairs_file: str | Path | None = None) -> VizTree:
@@ -207,6 +213,18 @@ def short_text(text: object, limit: int) -> str:
         "\ufffd" if (ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF or ord(c) == 127) else c for c in line
     )
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def is_judged(node: dict[str, Any]) -> bool:
+    """Whether a node carries a verdict: a terminal step, or any refinement round (each round is verified)."""
+    return bool(node.get("terminal")) or node.get("round") is not None
+
+
+def node_caption(node: dict[str, Any]) -> str:
+    """What a node says: a step's text; for a refinement round (PRefLexOR), its round, chain and answer."""
+    if node.get("round") is None:
+        return str(node["text"])
+    return f"round {node['round']} of chain {node.get('chain')}: {node.get('answer') or node['text']}"
 
 
 def pair_roles(pairs: list[dict[str, Any]]) -> dict[int, str]:

@@ -48,11 +48,14 @@ main { flex: 1; display: flex; min-height: 0; }
 .legend svg { vertical-align: middle; }
 .legend .how { grid-column: 1 / 3; border-top: 1px solid var(--line); padding-top: 3px; max-width: 290px; }
 #shown { color: var(--muted); align-self: center; }
+#kg-link { align-self: center; color: var(--accent); }
 aside { width: 440px; max-width: 45%; overflow-y: auto; background: var(--panel);
   border-left: 1px solid var(--line); padding: 12px 16px 24px; }
 aside h2 { font-size: 12px; text-transform: uppercase; letter-spacing: .06em; color: var(--muted);
   margin: 16px 0 6px; }
 aside h2:first-child { margin-top: 0; }
+aside h3 { font-size: 12px; margin: 10px 0 3px; color: var(--muted); }
+#round .r { color: var(--bad); }
 .question { white-space: pre-wrap; }
 .gold { color: var(--muted); margin-top: 4px; }
 table.kv { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
@@ -137,8 +140,10 @@ JS = r"""
     const light = lo ? 52 : 52 - 20 * (t - 0.5);
     return "hsl(" + hue.toFixed(0) + "," + sat.toFixed(0) + "%," + light.toFixed(0) + "%)";
   }
+  // every refinement round is verified, not only the last of its chain
+  const isRound = (n) => n.round !== undefined && n.round !== null;
   function outcomeOf(n) {
-    if (!n.terminal) return null;
+    if (!n.terminal && !isRound(n)) return null;
     return n.outcome === true ? "correct" : n.outcome === false ? "incorrect" : "unverified";
   }
 
@@ -251,9 +256,10 @@ JS = r"""
     out += '<circle r="' + r.toFixed(1) + '" fill="' + (n.N ? qColor(n.Q) : "#ffffff") + '"/>';
     if (outcome) out += MARKS[outcome];
     if (compact) return out + "</g>";
-    const line1 = n === cur.root ? "root" : "Q " + fmtQ(n);
+    const line1 = n === cur.root ? "root" : isRound(n) ? "round " + fmt(n.round) : "Q " + fmtQ(n);
+    const line2 = isRound(n) ? "chain " + fmt(n.chain) : "N " + fmt(n.N);
     out += '<text class="lbl" y="' + (r + 13).toFixed(1) + '">' + line1 + "</text>";
-    out += '<text class="lbl" y="' + (r + 25).toFixed(1) + '">N ' + fmt(n.N) + "</text>";
+    out += '<text class="lbl" y="' + (r + 25).toFixed(1) + '">' + esc(line2) + "</text>";
     if (n._kids.length) {
       const txt = cur.expanded.has(n.id) ? "−" : "+" + (n._size - 1);
       const bw = 10 + 6 * txt.length;
@@ -426,6 +432,10 @@ JS = r"""
       ["depth", fmt(s.depth)], ["simulations", fmt(s.simulations)], ["tokens", fmt(s.tokens)],
       ["root Q", fmt(s.root_q, 2)], ["pairs", fmt(d.pairs.length)],
     ];
+    if (d.structure === "refinement") {
+      chips.splice(3, 1, ["chains", fmt(s.chains)], ["rounds", fmt(s.rounds)], ["fixed", fmt(s.fixed)],
+        ["malformed", fmt(s.malformed)]);
+    }
     let solved = "";
     if (s.solved === true) solved = '<span class="chip yes">solved</span>';
     if (s.solved === false) solved = '<span class="chip no">not solved</span>';
@@ -436,7 +446,8 @@ JS = r"""
 
   function showNode(id) {
     const n = cur.byId.get(id);
-    $("node-title").textContent = n === cur.root ? "Root (the prompt)" : "Node #" + id + " · depth " + n._d;
+    $("node-title").textContent = n === cur.root ? "Root (the prompt)" : isRound(n) ?
+      "Round " + n.round + " of chain " + n.chain + " · node #" + id : "Node #" + id + " · depth " + n._d;
     const role = cur.role.get(id);
     const rows = [
       ["N (visits)", fmt(n.N)], ["Q", fmt(n.Q)], ["prior", fmt(n.prior)], ["value", fmt(n.value)],
@@ -447,12 +458,14 @@ JS = r"""
     if (role) rows.push(["pair edge", role === "chosen" ? PILLS.correct.replace("✓ correct", "chosen") :
       PILLS.incorrect.replace("✗ incorrect", "rejected")]);
     $("node-stats").innerHTML = kv(rows);
+    showRound(n);
     $("node-actions").hidden = !n._kids.length;
     $("toggle-node").textContent = cur.expanded.has(id) ? "Collapse" : "Expand";
     const steps = ancestors(id).slice(1).map((a) => {
       const p = cur.byId.get(a), o = outcomeOf(p);
       return '<div class="step' + (a === id ? " current" : "") + '" data-id="' + a + '" style="--qc:' +
-        (p.N ? qColor(p.Q) : "#8c959f") + '"><div class="meta">step ' + p._d + " · #" + a +
+        (p.N ? qColor(p.Q) : "#8c959f") + '"><div class="meta">' +
+        (isRound(p) ? "round " + p.round + " · chain " + p.chain : "step " + p._d) + " · #" + a +
         " · Q " + fmtQ(p) + " · N " + fmt(p.N) + (o ? " · " + o : "") + '</div><div class="txt">' +
         esc(p.text) + "</div></div>";
     });
@@ -463,6 +476,22 @@ JS = r"""
       PILLS[r.correct ? "correct" : "incorrect"] + " · " + fmt(r.tokens) + " tokens</summary>" +
       '<div class="mono">' + esc(r.text) + "</div></details>").join("") ||
       '<div class="empty">no rollouts from this node</div>';
+  }
+
+  // a refinement round: its reflection on the previous round, refined thinking, answer and verdict
+  function showRound(n) {
+    $("round-title").hidden = $("round").hidden = !isRound(n);
+    if (!isRound(n)) return;
+    const part = (title, text) => "<h3>" + title + "</h3>" + (text === null || text === undefined ?
+      '<div class="empty">none</div>' : '<div class="mono">' + esc(text) + "</div>");
+    const issues = n.issues || [];
+    $("round").innerHTML = kv([
+      ["verdict", PILLS[outcomeOf(n)] + " " + esc(n.verdict === null || n.verdict === undefined ? "" :
+        n.verdict)],
+      ["answer given", esc(n.predicted === null || n.predicted === undefined ? "–" : n.predicted)],
+      ["format", n.well_formed ? "well formed" : '<span class="r">' + esc(issues.join("; ")) + "</span>"],
+    ]) + (n.round > 0 ? part("Reflection", n.reflection) : "") + part("Thinking", n.thinking) +
+      part("Answer", n.answer);
   }
 
   function showPairs() {
@@ -477,7 +506,9 @@ JS = r"""
       return '<div class="pair linked" data-pair="' + i + '" data-node="' + p.node_id + '">' +
         '<div class="pair-head">' + kind + " at #" + p.node_id + ': <span class="c">#' + p.chosen_id +
         "</span> (Q " + fmt(p.q_chosen, 2) + ", N " + fmt(p.n_chosen) + ') vs <span class="r">#' +
-        p.rejected_id + "</span> (Q " + fmt(p.q_rejected, 2) + ", N " + fmt(p.n_rejected) + ")</div>" +
+        p.rejected_id + "</span> (Q " + fmt(p.q_rejected, 2) + ", N " + fmt(p.n_rejected) + ")" +
+        (p.rounds ? " · rounds " + esc(p.rounds.join(" → ")) + (p.fixed ? ", fixed by refining" : "") : "") +
+        "</div>" +
         texts + "</div>";
     }).join("") || '<div class="empty">no preference pairs from this tree</div>';
   }
@@ -511,6 +542,9 @@ JS = r"""
       fmt(t.nodes) + " nodes</option>").join("");
   }
   function showTree() {
+    const knowledge = INDEX.iterations[Number($("iteration").value)].knowledge;
+    $("kg-link").hidden = !knowledge;
+    if (knowledge) $("kg-link").setAttribute("href", knowledge);
     cur = prepare(Number($("iteration").value), Number($("problem-select").value));
     if (cur.selected === null) cur.selected = cur.root.id;
     render();
@@ -561,6 +595,7 @@ PAGE = r"""<!DOCTYPE html>
     <button id="zoom-in" title="zoom in">+</button>
     <button id="zoom-out" title="zoom out">−</button>
     <span id="shown"></span>
+    <a id="kg-link" hidden title="this iteration's knowledge graph (PRefLexOR)">knowledge graph</a>
   </div>
   <div class="statsbar" id="stats"></div>
 </header>
@@ -595,6 +630,8 @@ PAGE = r"""<!DOCTYPE html>
     <div class="actions" id="node-actions">
       <button id="toggle-node">Collapse</button> <button id="expand-node">Expand everything below</button>
     </div>
+    <h2 id="round-title" hidden>Refinement round</h2>
+    <div id="round" hidden></div>
     <h2>Path from the root</h2>
     <div class="path" id="path"></div>
     <h2>Rollouts</h2>

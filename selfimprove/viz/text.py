@@ -13,7 +13,7 @@ from typing import Any
 from rich.text import Text
 from rich.tree import Tree as RichTree
 
-from selfimprove.viz.load import VizInput, pair_roles, short_text
+from selfimprove.viz.load import VizInput, is_judged, node_caption, pair_roles, short_text
 
 
 def _node_label(node: dict[str, Any], role: str | None, text_limit: int) -> Text:
@@ -28,7 +28,7 @@ def _node_label(node: dict[str, Any], role: str | None, text_limit: int) -> Text
     label.append(f"  Q={q} N={visits}")
     if node.get("prior") is not None:
         label.append(f" P={node['prior']:.2f}", style="dim")
-    if node.get("terminal"):
+    if is_judged(node):
         outcome = node.get("outcome")
         mark, style = (
             ("✓", "green") if outcome is True else ("✗", "red") if outcome is False else ("■", "dim")
@@ -36,7 +36,7 @@ def _node_label(node: dict[str, Any], role: str | None, text_limit: int) -> Text
         label.append(f" {mark}", style=f"bold {style}")
     if role:
         label.append(f" [{role}]", style="green" if role == "chosen" else "red")
-    label.append("  " + short_text(node["text"], text_limit))
+    label.append("  " + short_text(node_caption(node), text_limit))
     return label
 
 
@@ -49,9 +49,12 @@ def tree_text(
     stats = tree.get("stats", {})
     solved = stats.get("solved")
     heading = Text(title, style="bold")
+    if tree.get("structure") == "refinement":  # PRefLexOR: chains of rounds, not simulations
+        work = ", ".join(f"{key} {stats.get(key, '?')}" for key in ("chains", "rounds", "fixed"))
+    else:
+        work = f"depth {stats.get('depth', '?')}, simulations {stats.get('simulations', '?')}"
     heading.append(
-        f"  nodes {len(tree['nodes'])}, depth {stats.get('depth', '?')}, simulations "
-        f"{stats.get('simulations', '?')}, tokens {stats.get('tokens', '?')}, pairs {len(pairs)}, "
+        f"  nodes {len(tree['nodes'])}, {work}, tokens {stats.get('tokens', '?')}, pairs {len(pairs)}, "
     )
     heading.append(
         "solved" if solved else "not solved" if solved is False else "solved ?",

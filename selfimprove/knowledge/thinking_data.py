@@ -1,0 +1,202 @@
+"""Warm-start data for thinking: arith solutions with a thinking block, and reflections that fix a slip.
+
+A round-0 completion (selfimprove/tasks/thinking.py) thinks in four short lines, then answers (train seed 3,
+problem 1, with a graph of that split's first 5,000 problems):
+
+    <|thinking|>
+    Concepts: time, rate, loss, pear, price            the question's concepts (graph retrieval)
+    Example: 12*10, 120-22, 98-68, 30/5                the plan of the nearest solved problem (optional)
+    Known: time 10, rate 7, loss 19, loss 15, price 9  the stated quantities with their roles
+    Plan: 10*7, 70-19, 51-15, 36/9                     the operations in order
+    <|/thinking|>
+    He works 10 hours at 7 an hour, so 10*7=<<10*7=70>>70 dollars.
+    ...
+    He buys pears at 9 each, so 36/9=<<36/9=4>>4 pears.
+    #### 4
+
+The thinking is the computation in short form, not decoration: Known says which number plays which role,
+the Example shows the operations a problem of the same structure needed, and Plan is the exact order of
+operations that the answer lines then carry out (each later operand is the previous result). The first two
+lines are what `Retrieval.thinking_prefix()` gives, so with retrieval on, the search can put them in the
+prompt and the model continues from "Known:", exactly as it learned here.
+
+Reflection examples (PRefLexOR's recursive refinement) put a wrong first attempt in the prompt: the round-0
+completion with one planted slip, a step whose result is off, carried forward into every later step and the
+final answer. The completion names the wrong step and its true value inside `<|reflect|>`, then writes a
+correct refined round whose thinking is its Plan line only (the Concepts and Known lines of the attempt just
+above still hold). The slip is in the prompt, so no loss is spent teaching the mistake.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from selfimprove.knowledge.extract import extract, extract_question
+from selfimprove.knowledge.graph import KnowledgeGraph
+from selfimprove.knowledge.retrieve import Retrieval
+from selfimprove.tasks import arith
+from selfimprove.tasks.arith import evaluate_expression
+from selfimprove.tasks.task import Task
+from selfimprove.tasks.thinking import format_thinking
+
+__all__ = [
+    "MAX_REFLECT_CHARS",
+    "Slip",
+    "plant_slip",
+    "refined_thinking",
+    "thinking_examples",
+    "thinking_lines",
+    "thinking_solution",
+]
+
+# An arith-format step: "a op b=<<a op b=r>>r"; the slip rewrites all four numbers of the line.
+_STEP = re.compile(r"(\d+)([-+*/])(\d+)=<<(\d+)([-+*/])(\d+)=(\d+)>>(\d+)")
+_MAX_VALUE = 9_999  # arith's bound on every result
+# Prompt + completion characters of a reflection example at most. The tiny tokenizer makes about 2 characters
+# a token of this text, so this keeps reflection examples at most ~460 of the tiny model's 512 positions:
+# every 1-2 step problem fits, three in four 3-step ones, no 4-step one (benchmarks/thinking_length.py).
+MAX_REFLECT_CHARS = 800
+_DELTAS = (1, -1, 2, -2, 3, -3, 10, -10)  # slips a tiny model makes: off by one, a carried ten
+_THINGS = (*arith._OBJECTS, *arith._CONTAINERS, arith._DOLLARS)
+_PLURAL = {t.singular: t.plural for t in _THINGS}
+_SINGULAR = {t.plural: t.singular for t in _THINGS}
+
+
+def thinking_lines(task: Task, graph: KnowledgeGraph | None, solution: str, *, example: bool = True) -> str:
+    """The thinking block's lines (without tags) for `task` answered by `solution`.
+
+    Concepts (and, with `example`, the Example line) come from graph retrieval, excluding the task itself;
+    without a graph the Concepts line is the question's own concepts and there is no Example line.
+    """
+    if graph is not None:
+        retrieval = graph.retrieve(task.question, examples=1 if example else 0, exclude=(task.id,))
+    else:
+        retrieval = Retrieval(concepts=extract_question(task.question).concepts, relations=(), examples=())
+    ext = extract(task.question, solution)
+    lines = retrieval.thinking_prefix()
+    if ext.quantities:
+        lines += f"Known: {ext.known}\n"
+    if ext.steps:
+        lines += f"Plan: {ext.plan}\n"
+    return lines.rstrip("\n")
+
+
+def thinking_solution(task: Task, graph: KnowledgeGraph | None) -> str:
+    """The round-0 completion for `task`: thinking lines, then the task's own solution lines."""
+    if not task.solution:
+        raise ValueError(f"task {task.id} has no solution; thinking data needs one")
+    return format_thinking(thinking_lines(task, graph, task.solution), task.solution)
+
+
+@dataclass(frozen=True)
+class Slip:
+    """A solution with one wrong step carried forward, and what a reflection says about it."""
+
+    wrong: str  # the solution with the slip
+    step: int  # 1-based index of the wrong step
+    reflection: str  # "Step 2 is wrong: 70-19=51, not 52."
+
+
+def _carry(steps: list[tuple[int, str, int, int]], at: int, delta: int) -> list[tuple[int, int]] | None:
+    """New (a, result) per step when step `at`'s result is off by `delta` and later steps chain on it."""
+    out = [(a, r) for a, _, _, r in steps]
+    previous = None
+    for i, (a, op, b, _) in enumerate(steps):
+        if i < at:
+            continue
+        new_a = a if i == at else previous
+        value = evaluate_expression(f"{new_a}{op}{b}") + (delta if i == at else 0)
+        if value.denominator != 1 or not 1 <= value <= _MAX_VALUE:
+            return None  # a carried value must stay a whole count, as every arith result is
+        out[i] = (new_a, int(value))
+        previous = int(value)
+    return out
+
+
+def _inflect(tail: str, old: int, new: int) -> str:
+    """The unit after a result, in the number the new result needs ("1 pear." -> "4 pears.")."""
+    if (old == 1) == (new == 1):
+        return tail
+    table = _SINGULAR if new == 1 else _PLURAL
+    for unit in sorted(table, key=len, reverse=True):  # "toy cars" before "cars"
+        if tail.startswith(f" {unit}") and not tail[len(unit) + 1 : len(unit) + 2].isalpha():
+            return f" {table[unit]}{tail[len(unit) + 1 :]}"
+    return tail
+
+
+def plant_slip(solution: str, rng: random.Random) -> Slip | None:
+    """Make one step of an arith-format solution wrong (its result off by a small amount) and carry the
+    wrong value through every later step and the final `#### N`; None when no step can take a slip."""
+    lines = solution.split("\n")
+    found = [(i, m) for i, line in enumerate(lines) if (m := _STEP.search(line))]
+    steps = [(int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(7))) for _, m in found]
+    if not found or lines[-1].strip() != f"#### {steps[-1][3]}":
+        return None
+    # only a chain (each step's first operand is the previous result) can carry the slip forward
+    chained = all(steps[i][0] == steps[i - 1][3] for i in range(1, len(steps)))
+    candidates = list(range(len(steps))) if chained else [len(steps) - 1]
+    rng.shuffle(candidates)
+    for at in candidates:
+        deltas = list(_DELTAS)
+        rng.shuffle(deltas)
+        for delta in deltas:
+            carried = _carry(steps, at, delta)
+            if carried is None:
+                continue
+            wrong = list(lines)
+            for (i, m), (_, op, b, old), (a, r) in zip(found, steps, carried, strict=True):
+                expr = f"{a}{op}{b}"
+                line = lines[i]
+                wrong[i] = f"{line[: m.start()]}{expr}=<<{expr}={r}>>{r}{_inflect(line[m.end() :], old, r)}"
+            wrong[-1] = f"#### {carried[-1][1]}"
+            a, op, b, right = steps[at]
+            reflection = f"Step {at + 1} is wrong: {a}{op}{b}={right}, not {carried[at][1]}."
+            return Slip("\n".join(wrong), at + 1, reflection)
+    return None
+
+
+def refined_thinking(task: Task, solution: str) -> str:
+    """The thinking of a refined round (r >= 1): the Plan line only. The Concepts and Known lines of the
+    round just above still hold (that round is in the prompt); what a refinement changes is the plan."""
+    return f"Plan: {extract(task.question, solution).plan}"
+
+
+def thinking_examples(
+    tasks: Sequence[Task],
+    prompts: Sequence[str],
+    graph: KnowledgeGraph,
+    *,
+    reflect_fraction: float,
+    seed: int,
+    max_chars: int = MAX_REFLECT_CHARS,
+) -> list[tuple[str, str]]:
+    """One (prompt, completion) SFT example per task, in order.
+
+    A `reflect_fraction` share (drawn per task from a generator seeded by `seed`) are reflection examples:
+    the prompt is `prompt + wrong attempt + "\\n"` and the completion a reflection plus a correct refined
+    round (`refined_thinking`). The rest get the round-0 completion of `thinking_solution`, and so does a
+    drawn task whose solution cannot take a slip or whose reflection example would pass `max_chars`
+    characters (prompt and completion together: the tiny model has 512 positions).
+    """
+    if not 0.0 <= reflect_fraction <= 1.0:
+        raise ValueError(f"reflect_fraction={reflect_fraction!r}; allowed: a number in [0, 1]")
+    if len(tasks) != len(prompts):
+        raise ValueError(f"{len(tasks)} tasks but {len(prompts)} prompts; need one prompt per task")
+    rng = random.Random(f"selfimprove.knowledge.thinking_examples/{seed}")
+    out = []
+    for task, prompt in zip(tasks, prompts, strict=True):
+        if not task.solution:
+            raise ValueError(f"task {task.id} has no solution; thinking data needs one")
+        slip = plant_slip(task.solution, rng) if rng.random() < reflect_fraction else None
+        if slip is not None:
+            attempt = format_thinking(thinking_lines(task, graph, slip.wrong), slip.wrong)
+            refined = refined_thinking(task, task.solution)
+            completion = format_thinking(refined, task.solution, reflection=slip.reflection)
+            if len(prompt) + len(attempt) + 1 + len(completion) <= max_chars:
+                out.append((prompt + attempt + "\n", completion))
+                continue
+        out.append((prompt, thinking_solution(task, graph)))
+    return out

@@ -1,0 +1,72 @@
+"""The tiny model's warm start: its data (plain and thinking), batching and encoding."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from selfimprove.policy.tiny import PRESETS, make_model, train_tokenizer
+from selfimprove.policy.warm_start import encode_examples, length_bucketed_batches
+from selfimprove.tasks.arith import generate_tasks
+from selfimprove.tasks.recipe import format_prompt, load_recipe
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = dataclasses.replace(PRESETS["test"], optimizer_steps=12, batch_size=7)
+    recipe = load_recipe("arith")
+    tasks = generate_tasks("train", 400, seed=3, min_steps=1, max_steps=2)
+    prompts = [format_prompt(recipe, t) for t in tasks]
+    solutions = [t.solution or "" for t in tasks]
+    tokenizer = train_tokenizer([p + s for p, s in zip(prompts, solutions, strict=True)], config.vocab_size)
+    examples = encode_examples(prompts, solutions, tokenizer)
+    return config, tokenizer, examples, make_model(config, tokenizer, seed=0)
+
+
+def test_encode_examples_matches_the_tokenizer(setup) -> None:
+    _, tokenizer, examples, _ = setup
+    recipe = load_recipe("arith")
+    task = generate_tasks("train", 400, seed=3, min_steps=1, max_steps=2)[5]
+    prompt = tokenizer(format_prompt(recipe, task), add_special_tokens=False)["input_ids"]
+    solution = tokenizer(task.solution, add_special_tokens=False)["input_ids"]
+    assert examples[5] == (prompt + solution + [tokenizer.eos_token_id], len(prompt))
+
+
+def test_bucketed_batches_cover_an_epoch_once() -> None:
+    lengths = [random.Random(i).randint(20, 200) for i in range(1000)]
+    batches = length_bucketed_batches(lengths, 16, random.Random(0))
+    seen = [i for b in batches for i in b]
+    assert len(seen) == len(set(seen)) == 62 * 16  # full batches only; 8 leftovers wait for the next epoch
+    # within a batch the lengths are close: the spread is far below that of a random batch
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 15
+
+
+def test_thinking_variant_of_the_warm_start_data() -> None:
+    from selfimprove.policy.tiny import _with_thinking
+    from selfimprove.tasks.thinking import parse_thinking
+
+    config = dataclasses.replace(PRESETS["tiny-think"], train_problems=400)
+    recipe = load_recipe("arith")
+    tasks = generate_tasks("train", 400, seed=0, min_steps=1, max_steps=4)
+    prompts = [format_prompt(recipe, t) for t in tasks]
+    solutions = [t.solution or "" for t in tasks]
+    new_prompts, new_solutions = _with_thinking(tasks, prompts, solutions, config)
+    thinking = [i for i, s in enumerate(new_solutions) if s != solutions[i]]
+    assert len(thinking) == 200  # thinking_fraction 0.5, drawn without replacement
+    reflecting = [i for i in thinking if new_prompts[i] != prompts[i]]
+    # a third of the thinking examples were drawn to reflect; 4-step ones do not fit and think plainly
+    assert 30 <= len(reflecting) <= 60
+    for i in thinking:
+        parse = parse_thinking(new_solutions[i])
+        assert parse.well_formed, parse.issues
+        assert parse.answer == solutions[i]  # the answer lines are the gold solution, unchanged
+        assert (parse.reflection is not None) == (i in reflecting)
+    for i in reflecting:  # the wrong attempt sits in the prompt (no loss on it), after the original prompt
+        assert (
+            new_prompts[i].startswith(prompts[i])
+            and parse_thinking(new_prompts[i][len(prompts[i]) :]).thinking
+        )
+    assert _with_thinking(tasks, prompts, solutions, config) == (new_prompts, new_solutions)  # seeded
