@@ -6,6 +6,7 @@ import random
 import re
 
 import pytest
+from kgdata import T1, T2
 
 from selfimprove.knowledge import KnowledgeGraph, plant_slip, thinking_examples, thinking_solution
 from selfimprove.knowledge.extract import singular
@@ -17,19 +18,6 @@ from selfimprove.tasks.thinking import THINKING_CLOSE, THINKING_OPEN, parse_thin
 from selfimprove.verify.annotations import annotation_errors
 from selfimprove.verify.math import MathVerifier
 
-T1 = Task(
-    "t1",
-    "Tom has 12 apples. He gives away 5 of them. How many apples does Tom have now?",
-    "7",
-    "He gives away 5, so 12-5=<<12-5=7>>7 apples.\n#### 7",
-)
-T2 = Task(
-    "t2",
-    "Mia works 3 hours and earns $8 an hour. She spends $4 on lunch. How much money does Mia have now?",
-    "20",
-    "She works 3 hours at 8 an hour, so 3*8=<<3*8=24>>24 dollars.\n"
-    "She spends 4, so 24-4=<<24-4=20>>20 dollars.\n#### 20",
-)
 MASK = ((THINKING_OPEN, THINKING_CLOSE, 0.0),)
 
 

@@ -68,8 +68,20 @@ class TinyModelConfig:
     # think before they answer, and this share of those reflect on a wrong attempt and refine it
     thinking_fraction: float = 0.0
     reflect_fraction: float = 0.0
+    # share of warm-start problems per step count min_steps..max_steps; empty: uniform
+    step_mix: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        counts = self.max_steps - self.min_steps + 1
+        if self.step_mix and (
+            len(self.step_mix) != counts
+            or any(not w >= 0 for w in self.step_mix)
+            or abs(sum(self.step_mix) - 1) > 1e-6
+        ):
+            raise ValueError(
+                f"step_mix={self.step_mix!r}: need {counts} non-negative shares (steps "
+                f"{self.min_steps}..{self.max_steps}) summing to 1, or () for uniform"
+            )
         for name in ("thinking_fraction", "reflect_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -88,12 +100,12 @@ class TinyModelConfig:
         from selfimprove.tasks.arith import GENERATOR_VERSION
 
         # fields added after a preset was published count only when set, so that preset keeps its hash
-        key = {k: v for k, v in asdict(self).items() if not (k in _LATER_FIELDS and v == 0.0)}
+        key = {k: v for k, v in asdict(self).items() if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
         key["generator_version"] = GENERATOR_VERSION
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
-_LATER_FIELDS = ("thinking_fraction", "reflect_fraction")
+_LATER_FIELDS = {"thinking_fraction": 0.0, "reflect_fraction": 0.0, "step_mix": ()}  # with their defaults
 # Knowledge-graph corpus of the thinking variant: enough solved problems that the Example line of
 # retrieval finds one with the same operations (95.9% of lines on a 20,000-problem graph, P1 notes),
 # without paying for a graph of the whole training set.
@@ -190,6 +202,29 @@ def make_model(config: TinyModelConfig, tokenizer, *, seed: int):
 # build + cache
 
 
+def _warm_start_tasks(config: TinyModelConfig) -> list:
+    """`train_problems` arith train problems: uniform over the step counts, or in `step_mix` shares."""
+    from selfimprove.tasks.arith import generate_tasks
+
+    if not config.step_mix:
+        return generate_tasks(
+            "train",
+            config.train_problems,
+            seed=config.seed,
+            min_steps=config.min_steps,
+            max_steps=config.max_steps,
+        )
+    tasks = [
+        task
+        for steps, share in zip(range(config.min_steps, config.max_steps + 1), config.step_mix, strict=True)
+        for task in generate_tasks(
+            "train", round(share * config.train_problems), seed=config.seed, steps=steps
+        )
+    ]
+    random.Random(f"tiny-step-mix/{config.seed}").shuffle(tasks)
+    return tasks
+
+
 def _with_thinking(tasks, prompts: list[str], solutions: list[str], config: TinyModelConfig):
     """The warm-start examples with a `thinking_fraction` share (seeded choice) in the thinking format."""
     from selfimprove.knowledge.graph import KnowledgeGraph
@@ -218,7 +253,6 @@ def build_tiny_model(
     progress: ProgressFn | None = None,
 ) -> Path:
     """Build (or reuse from cache) the tiny model; returns the folder that `from_pretrained` loads."""
-    from selfimprove.tasks.arith import generate_tasks
     from selfimprove.tasks.recipe import format_prompt, load_recipe
 
     if isinstance(preset, str):
@@ -233,13 +267,7 @@ def build_tiny_model(
         return target
 
     recipe = load_recipe("arith")
-    tasks = generate_tasks(
-        "train",
-        config.train_problems,
-        seed=config.seed,
-        min_steps=config.min_steps,
-        max_steps=config.max_steps,
-    )
+    tasks = _warm_start_tasks(config)
     prompts = [format_prompt(recipe, t) for t in tasks]
     solutions = [t.solution or "" for t in tasks]
     if config.thinking_fraction > 0:
