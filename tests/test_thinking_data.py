@@ -171,3 +171,28 @@ def test_the_thinking_mask_covers_exactly_the_thinking_block(tasks, graph, promp
         assert tokenizer.convert_ids_to_tokens(item.completion_ids[masked[0] - 1]) == THINKING_OPEN
         assert tokenizer.convert_ids_to_tokens(item.completion_ids[masked[-1] + 1]) == THINKING_CLOSE
         assert len(item.prompt_ids) + len(item.completion_ids) < 512  # fits the tiny model's context
+
+
+def test_confirmation_examples_show_a_right_attempt_and_confirm_it() -> None:
+    from selfimprove.knowledge.thinking_data import CONFIRMATION
+
+    tasks = generate_tasks("train", 300, seed=4, min_steps=1, max_steps=2)
+    recipe = load_recipe("arith")
+    prompts = [format_prompt(recipe, t) for t in tasks]
+    graph = KnowledgeGraph.build(tasks)
+    plain = thinking_examples(tasks, prompts, graph, reflect_fraction=0.5, seed=1)
+    assert (
+        thinking_examples(tasks, prompts, graph, reflect_fraction=0.5, seed=1, confirm_fraction=0.0) == plain
+    )
+    mixed = thinking_examples(tasks, prompts, graph, reflect_fraction=0.5, seed=1, confirm_fraction=0.5)
+    confirmed = [(t, p, c) for t, (p, c) in zip(tasks, mixed, strict=True) if CONFIRMATION in c]
+    slipped = [c for _, c in mixed if "is wrong:" in c]
+    # about half of the ~150 reflection examples each way (1-2 step problems always fit)
+    assert 50 <= len(confirmed) <= 100 and 50 <= len(slipped) <= 100
+    for task, prompt, completion in confirmed:
+        attempt = parse_thinking(prompt[prompt.index(THINKING_OPEN) :])
+        assert attempt.well_formed and attempt.answer == task.solution  # the attempt shown is right
+        refined = parse_thinking(completion)
+        assert refined.reflection == CONFIRMATION and refined.answer == task.solution
+    with pytest.raises(ValueError, match=r"confirm_fraction=1\.5; allowed"):
+        thinking_examples(tasks, prompts, graph, reflect_fraction=0.5, seed=1, confirm_fraction=1.5)

@@ -43,6 +43,7 @@ from selfimprove.tasks.task import Task
 from selfimprove.tasks.thinking import format_thinking
 
 __all__ = [
+    "CONFIRMATION",
     "MAX_REFLECT_CHARS",
     "Slip",
     "plant_slip",
@@ -59,6 +60,8 @@ _MAX_VALUE = 9_999  # arith's bound on every result
 # a token of this text, so this keeps reflection examples at most ~460 of the tiny model's 512 positions:
 # every 1-2 step problem fits, three in four 3-step ones, no 4-step one (benchmarks/thinking_length.py).
 MAX_REFLECT_CHARS = 800
+# What a reflection on a right attempt says (confirmation examples of `thinking_examples`).
+CONFIRMATION = "Every step checks out."
 _DELTAS = (1, -1, 2, -2, 3, -3, 10, -10)  # slips a tiny model makes: off by one, a carried ten
 _THINGS = (*arith._OBJECTS, *arith._CONTAINERS, arith._DOLLARS)
 _PLURAL = {t.singular: t.plural for t in _THINGS}
@@ -172,6 +175,7 @@ def thinking_examples(
     reflect_fraction: float,
     seed: int,
     max_chars: int = MAX_REFLECT_CHARS,
+    confirm_fraction: float = 0.0,
 ) -> list[tuple[str, str]]:
     """One (prompt, completion) SFT example per task, in order.
 
@@ -180,9 +184,14 @@ def thinking_examples(
     round (`refined_thinking`). The rest get the round-0 completion of `thinking_solution`, and so does a
     drawn task whose solution cannot take a slip or whose reflection example would pass `max_chars`
     characters (prompt and completion together: the tiny model has 512 positions).
+
+    A `confirm_fraction` share of the reflection examples shows a RIGHT attempt instead, reflected on with
+    CONFIRMATION and repeated: without them every reflection the model ever saw found a slip, so it
+    "finds" one in a right answer too (docs/benchmarks.md, "PRefLexOR").
     """
-    if not 0.0 <= reflect_fraction <= 1.0:
-        raise ValueError(f"reflect_fraction={reflect_fraction!r}; allowed: a number in [0, 1]")
+    for name, value in (("reflect_fraction", reflect_fraction), ("confirm_fraction", confirm_fraction)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={value!r}; allowed: a number in [0, 1]")
     if len(tasks) != len(prompts):
         raise ValueError(f"{len(tasks)} tasks but {len(prompts)} prompts; need one prompt per task")
     rng = random.Random(f"selfimprove.knowledge.thinking_examples/{seed}")
@@ -190,7 +199,17 @@ def thinking_examples(
     for task, prompt in zip(tasks, prompts, strict=True):
         if not task.solution:
             raise ValueError(f"task {task.id} has no solution; thinking data needs one")
-        slip = plant_slip(task.solution, rng) if rng.random() < reflect_fraction else None
+        reflect = rng.random() < reflect_fraction
+        # drawn only when asked for, so that confirm_fraction = 0 leaves the data of earlier builds unchanged
+        if reflect and confirm_fraction > 0 and rng.random() < confirm_fraction:
+            attempt = thinking_solution(task, graph)
+            refined = refined_thinking(task, task.solution)
+            completion = format_thinking(refined, task.solution, reflection=CONFIRMATION)
+            if len(prompt) + len(attempt) + 1 + len(completion) <= max_chars:
+                out.append((prompt + attempt + "\n", completion))
+                continue
+            reflect = False
+        slip = plant_slip(task.solution, rng) if reflect else None
         if slip is not None:
             attempt = format_thinking(thinking_lines(task, graph, slip.wrong), slip.wrong)
             refined = refined_thinking(task, task.solution)

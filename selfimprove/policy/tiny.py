@@ -68,6 +68,7 @@ class TinyModelConfig:
     # think before they answer, and this share of those reflect on a wrong attempt and refine it
     thinking_fraction: float = 0.0
     reflect_fraction: float = 0.0
+    confirm_fraction: float = 0.0  # of the reflection examples: a right attempt, confirmed (not yet measured)
     # share of warm-start problems per step count min_steps..max_steps; empty: uniform
     step_mix: tuple[float, ...] = ()
 
@@ -82,7 +83,7 @@ class TinyModelConfig:
                 f"step_mix={self.step_mix!r}: need {counts} non-negative shares (steps "
                 f"{self.min_steps}..{self.max_steps}) summing to 1, or () for uniform"
             )
-        for name in ("thinking_fraction", "reflect_fraction"):
+        for name in ("thinking_fraction", "reflect_fraction", "confirm_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.hidden_size % self.num_heads:
@@ -105,7 +106,12 @@ class TinyModelConfig:
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
-_LATER_FIELDS = {"thinking_fraction": 0.0, "reflect_fraction": 0.0, "step_mix": ()}  # with their defaults
+_LATER_FIELDS = {
+    "thinking_fraction": 0.0,
+    "reflect_fraction": 0.0,
+    "confirm_fraction": 0.0,
+    "step_mix": (),
+}  # with their defaults
 # Knowledge-graph corpus of the thinking variant: enough solved problems that the Example line of
 # retrieval finds one with the same operations (95.9% of lines on a 20,000-problem graph, P1 notes),
 # without paying for a graph of the whole training set.
@@ -239,6 +245,7 @@ def _with_thinking(tasks, prompts: list[str], solutions: list[str], config: Tiny
         graph,
         reflect_fraction=config.reflect_fraction,
         seed=config.seed,
+        confirm_fraction=config.confirm_fraction,
     )
     prompts, solutions = list(prompts), list(solutions)
     for i, (prompt, completion) in zip(chosen, thinking, strict=True):
