@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from selfimprove.policy.tiny import PRESETS, make_model, train_tokenizer
+from selfimprove.policy.tiny import PRESETS, train_tokenizer
 from selfimprove.policy.warm_start import encode_examples, length_bucketed_batches
 from selfimprove.tasks.arith import generate_tasks
 from selfimprove.tasks.recipe import format_prompt, load_recipe
@@ -15,18 +15,18 @@ from selfimprove.tasks.recipe import format_prompt, load_recipe
 
 @pytest.fixture(scope="module")
 def setup():
-    config = dataclasses.replace(PRESETS["test"], optimizer_steps=12, batch_size=7)
     recipe = load_recipe("arith")
     tasks = generate_tasks("train", 400, seed=3, min_steps=1, max_steps=2)
     prompts = [format_prompt(recipe, t) for t in tasks]
     solutions = [t.solution or "" for t in tasks]
-    tokenizer = train_tokenizer([p + s for p, s in zip(prompts, solutions, strict=True)], config.vocab_size)
-    examples = encode_examples(prompts, solutions, tokenizer)
-    return config, tokenizer, examples, make_model(config, tokenizer, seed=0)
+    tokenizer = train_tokenizer(
+        [p + s for p, s in zip(prompts, solutions, strict=True)], PRESETS["test"].vocab_size
+    )
+    return tokenizer, encode_examples(prompts, solutions, tokenizer)
 
 
 def test_encode_examples_matches_the_tokenizer(setup) -> None:
-    _, tokenizer, examples, _ = setup
+    tokenizer, examples = setup
     recipe = load_recipe("arith")
     task = generate_tasks("train", 400, seed=3, min_steps=1, max_steps=2)[5]
     prompt = tokenizer(format_prompt(recipe, task), add_special_tokens=False)["input_ids"]

@@ -169,10 +169,11 @@ def run_search_phase(
     def prompt_fn(task):
         return format_prompt(recipe, task)
 
+    search = config.make_search()
     if config.scale.search_workers:
         from selfimprove.search.ray_pool import RaySearchPool
 
-        if hasattr(config.make_search(), "with_artifacts"):
+        if hasattr(search, "with_artifacts"):
             raise ValueError(
                 f"scale.search_workers={config.scale.search_workers}: the {config.search['type']!r} search "
                 "keeps state across iterations (a knowledge graph) that the Ray pool does not gather yet; "
@@ -181,7 +182,7 @@ def run_search_phase(
 
         # the pool keeps per-shard records under out/shards (its resume unit) and writes the gathered
         # result into `out` exactly as write_search_result does
-        pool = RaySearchPool(spec, config.make_search(), workers=config.scale.search_workers)
+        pool = RaySearchPool(spec, search, workers=config.scale.search_workers)
         result = pool.run(
             tasks,
             prompt_fn,
@@ -192,7 +193,6 @@ def run_search_phase(
             progress=report,
         )
     else:
-        search = config.make_search()
         if k > 1 and hasattr(search, "with_artifacts"):
             # a search that keeps state across iterations (PRefLexOR's knowledge graph) resumes the last one's
             search = search.with_artifacts(paths.iteration(k - 1))
