@@ -10,6 +10,8 @@ reports greedy accuracy on `--n` problems per step count of the val split, which
         --train '{"lr": 1e-4, "epochs": 2}'
     python benchmarks/train_probe.py --model M --data RUN/iter_001 --method dpo \
         --train '{"loss": "dpop", "lr": 1e-4, "epochs": 2}'
+    python benchmarks/train_probe.py --model M --data RUN/iter_001 --method sft+dpo \
+        --sft '{"lr": 1e-4, "epochs": 2}' --train '{"loss": "dpop", "lr": 1e-4, "epochs": 2}'
 
 `--strict` drops samples and pairs whose chosen side has a false calculator annotation (for data written
 by an answer-only verifier); `--one-per-task` keeps one correct sample per problem. Prints one JSON line.
@@ -18,6 +20,7 @@ by an answer-only verifier); `--one-per-task` keeps one correct sample per probl
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 
@@ -59,7 +62,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", help="an iteration folder with pairs.jsonl / samples.jsonl")
-    parser.add_argument("--method", choices=("sft", "dpo"), default="sft")
+    parser.add_argument("--method", choices=("sft", "sft-chosen", "dpo", "sft+dpo"), default="sft")
+    parser.add_argument("--sft", default="{}", help="sft+dpo: the SFT stage's TrainConfig fields as JSON")
+    parser.add_argument(
+        "--reference",
+        choices=("start", "sft"),
+        default="start",
+        help="sft+dpo: the preference stage's reference, the model before or after the SFT stage",
+    )
     parser.add_argument("--train", default="{}", help="TrainConfig fields as JSON")
     parser.add_argument("--baseline", action="store_true", help="only score the model as it is")
     parser.add_argument("--strict", action="store_true")
@@ -84,15 +94,26 @@ def main() -> None:
             parser.error("--data is required unless --baseline")
         config = TrainConfig(**record["train"])
         start = time.perf_counter()
-        if args.method == "sft":
+        reference = None
+        if args.method == "sft-chosen":  # SFT on the chosen side of the pairs: the steps where slips happen
+            pairs = read_pairs(f"{args.data}/pairs.jsonl")
+            result = train_sft(model, tokenizer, [(p.prompt, p.chosen) for p in pairs], config)
+            record["examples"] = len(pairs)
+        if args.method in ("sft", "sft+dpo"):
             examples = sft_examples(args.data, strict=args.strict, one_per_task=args.one_per_task)
-            result = train_sft(model, tokenizer, examples, config)
+            if args.method == "sft+dpo":
+                record["sft"] = json.loads(args.sft)
+                if args.reference == "start":
+                    reference = copy.deepcopy(model)
+                result = train_sft(model, tokenizer, examples, TrainConfig(**record["sft"]))
+            else:
+                result = train_sft(model, tokenizer, examples, config)
             record["examples"] = len(examples)
-        else:
+        if args.method in ("dpo", "sft+dpo"):
             pairs = read_pairs(f"{args.data}/pairs.jsonl")
             if args.strict:
                 pairs = [p for p in pairs if not annotation_errors(p.prompt.split("Answer:")[-1] + p.chosen)]
-            result = train_preference(model, tokenizer, pairs, config)
+            result = train_preference(model, tokenizer, pairs, config, reference=reference)
             record["pairs"] = len(pairs)
             keys = ("logps/chosen", "logps/rejected", "rewards/margin")
             record["first_step"] = {k: result.metrics[0][k] for k in keys}

@@ -57,13 +57,15 @@ def test_thinking_variant_of_the_warm_start_data() -> None:
     thinking = [i for i, s in enumerate(new_solutions) if s != solutions[i]]
     assert len(thinking) == 200  # thinking_fraction 0.5, drawn without replacement
     reflecting = [i for i in thinking if new_prompts[i] != prompts[i]]
-    # a third of the thinking examples were drawn to reflect; 4-step ones do not fit and think plainly
+    # 30% of the thinking examples were drawn to reflect; the longest do not fit and think plainly
     assert 30 <= len(reflecting) <= 60
+    assert all(len(new_prompts[i]) + len(new_solutions[i]) <= config.max_reflect_chars for i in reflecting)
     for i in thinking:
         parse = parse_thinking(new_solutions[i])
         assert parse.well_formed, parse.issues
         assert parse.answer == solutions[i]  # the answer lines are the gold solution, unchanged
         assert (parse.reflection is not None) == (i in reflecting)
+        assert ("\nWork: " in new_solutions[i]) == config.thinking_work  # the preset works operations out
     for i in reflecting:  # the wrong attempt sits in the prompt (no loss on it), after the original prompt
         assert (
             new_prompts[i].startswith(prompts[i])

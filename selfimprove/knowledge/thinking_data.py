@@ -1,13 +1,14 @@
 """Warm-start data for thinking: arith solutions with a thinking block, and reflections that fix a slip.
 
-A round-0 completion (selfimprove/tasks/thinking.py) thinks in four short lines, then answers (train seed 3,
-problem 1, with a graph of that split's first 5,000 problems):
+A round-0 completion (selfimprove/tasks/thinking.py) thinks in four short lines (five with `work=True`), then
+answers (train seed 3, problem 1, with a graph of that split's first 5,000 problems):
 
     <|thinking|>
     Concepts: time, rate, loss, pear, price            the question's concepts (graph retrieval)
     Example: 12*10, 120-22, 98-68, 30/5                the plan of the nearest solved problem (optional)
     Known: time 10, rate 7, loss 19, loss 15, price 9  the stated quantities with their roles
     Plan: 10*7, 70-19, 51-15, 36/9                     the operations in order
+    Work: 10*7=70; 70-19: 70-10=60, 60-9=51; 51-15: 51-10=41, 41-5=36; 36/9=4
     <|/thinking|>
     He works 10 hours at 7 an hour, so 10*7=<<10*7=70>>70 dollars.
     ...
@@ -20,11 +21,20 @@ operations that the answer lines then carry out (each later operand is the previ
 lines are what `Retrieval.thinking_prefix()` gives, so with retrieval on, the search can put them in the
 prompt and the model continues from "Known:", exactly as it learned here.
 
+The Work line (only with `work=True`; selfimprove/knowledge/work.py) does each planned operation by place
+value, one easy sub-operation at a time, and each answer line copies its result: the tiny model's wrong
+answers on 4-step problems were arithmetic slips in a correct plan (64 of 65 wrong greedy answers, e.g.
+`96*9=<<96*9=886>>886`), so the arithmetic, not the plan, is where thinking can help it. Measured, it did
+not (docs/benchmarks.md, "PRefLexOR"): the Plan line above it already needs every intermediate result (its
+later operands), so the model does the arithmetic unaided before any work is written.
+
 Reflection examples (PRefLexOR's recursive refinement) put a wrong first attempt in the prompt: the round-0
 completion with one planted slip, a step whose result is off, carried forward into every later step and the
 final answer. The completion names the wrong step and its true value inside `<|reflect|>`, then writes a
 correct refined round whose thinking is its Plan line only (the Concepts and Known lines of the attempt just
-above still hold). The slip is in the prompt, so no loss is spent teaching the mistake.
+above still hold), and its Work line with `work=True`. The slip is in the prompt, so no loss is spent
+teaching the mistake; with `work=True` the attempt's Work line shows it where a model would make it, in the
+last sub-operation of the slipped step (`70-19: 70-10=60, 60-9=52`).
 """
 
 from __future__ import annotations
@@ -34,9 +44,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from selfimprove.knowledge.extract import extract, extract_question
+from selfimprove.knowledge.extract import Extraction, extract, extract_question
 from selfimprove.knowledge.graph import KnowledgeGraph
 from selfimprove.knowledge.retrieve import Retrieval
+from selfimprove.knowledge.work import annotation_work
 from selfimprove.tasks import arith
 from selfimprove.tasks.arith import evaluate_expression
 from selfimprove.tasks.task import Task
@@ -51,6 +62,7 @@ __all__ = [
     "thinking_examples",
     "thinking_lines",
     "thinking_solution",
+    "work_text",
 ]
 
 # An arith-format step: "a op b=<<a op b=r>>r"; the slip rewrites all four numbers of the line.
@@ -68,11 +80,14 @@ _PLURAL = {t.singular: t.plural for t in _THINGS}
 _SINGULAR = {t.plural: t.singular for t in _THINGS}
 
 
-def thinking_lines(task: Task, graph: KnowledgeGraph | None, solution: str, *, example: bool = True) -> str:
+def thinking_lines(
+    task: Task, graph: KnowledgeGraph | None, solution: str, *, example: bool = True, work: bool = False
+) -> str:
     """The thinking block's lines (without tags) for `task` answered by `solution`.
 
     Concepts (and, with `example`, the Example line) come from graph retrieval, excluding the task itself;
-    without a graph the Concepts line is the question's own concepts and there is no Example line.
+    without a graph the Concepts line is the question's own concepts and there is no Example line. With
+    `work`, a Work line after Plan works each of the solution's annotations by place value (`work_text`).
     """
     if graph is not None:
         retrieval = graph.retrieve(task.question, examples=1 if example else 0, exclude=(task.id,))
@@ -84,14 +99,23 @@ def thinking_lines(task: Task, graph: KnowledgeGraph | None, solution: str, *, e
         lines += f"Known: {ext.known}\n"
     if ext.steps:
         lines += f"Plan: {ext.plan}\n"
+        if work:
+            lines += f"Work: {work_text(ext)}\n"
     return lines.rstrip("\n")
 
 
-def thinking_solution(task: Task, graph: KnowledgeGraph | None) -> str:
-    """The round-0 completion for `task`: thinking lines, then the task's own solution lines."""
+def work_text(ext: Extraction) -> str:
+    """The Work line's text: each annotation's place-value work (`annotation_work`), in order, joined by
+    "; ". An annotation is worked as written, so a slipped one shows its slip as one false line of work."""
+    return "; ".join(annotation_work(step.expression, step.result) for step in ext.steps)
+
+
+def thinking_solution(task: Task, graph: KnowledgeGraph | None, *, work: bool = False) -> str:
+    """The round-0 completion for `task`: thinking lines (with the Work line when `work`), then the task's
+    own solution lines."""
     if not task.solution:
         raise ValueError(f"task {task.id} has no solution; thinking data needs one")
-    return format_thinking(thinking_lines(task, graph, task.solution), task.solution)
+    return format_thinking(thinking_lines(task, graph, task.solution, work=work), task.solution)
 
 
 @dataclass(frozen=True)
@@ -161,10 +185,12 @@ def plant_slip(solution: str, rng: random.Random) -> Slip | None:
     return None
 
 
-def refined_thinking(task: Task, solution: str) -> str:
-    """The thinking of a refined round (r >= 1): the Plan line only. The Concepts and Known lines of the
-    round just above still hold (that round is in the prompt); what a refinement changes is the plan."""
-    return f"Plan: {extract(task.question, solution).plan}"
+def refined_thinking(task: Task, solution: str, *, work: bool = False) -> str:
+    """The thinking of a refined round (r >= 1): the Plan line only, and the Work line when `work`. The
+    Concepts and Known lines of the round just above still hold (that round is in the prompt); what a
+    refinement changes is the plan and its arithmetic."""
+    ext = extract(task.question, solution)
+    return f"Plan: {ext.plan}\nWork: {work_text(ext)}" if work else f"Plan: {ext.plan}"
 
 
 def thinking_examples(
@@ -176,6 +202,7 @@ def thinking_examples(
     seed: int,
     max_chars: int = MAX_REFLECT_CHARS,
     confirm_fraction: float = 0.0,
+    work: bool = False,
 ) -> list[tuple[str, str]]:
     """One (prompt, completion) SFT example per task, in order.
 
@@ -188,6 +215,12 @@ def thinking_examples(
     A `confirm_fraction` share of the reflection examples shows a RIGHT attempt instead, reflected on with
     CONFIRMATION and repeated: without them every reflection the model ever saw found a slip, so it
     "finds" one in a right answer too (docs/benchmarks.md, "PRefLexOR").
+
+    With `work`, every thinking block (attempt, refined round, round 0) has the Work line. A slipped
+    attempt's Work line is the work of what that attempt wrote: its slipped step is worked correctly but
+    for the last sub-operation, which gives the slipped result (`70-19: 70-10=60, 60-9=52`), as a model
+    that slips inside its work and copies the result into the answer would write it; the refined round's
+    Work line is all true. `work` draws nothing from the generator, so the same tasks get reflections.
     """
     for name, value in (("reflect_fraction", reflect_fraction), ("confirm_fraction", confirm_fraction)):
         if not 0.0 <= value <= 1.0:
@@ -202,8 +235,8 @@ def thinking_examples(
         reflect = rng.random() < reflect_fraction
         # drawn only when asked for, so that confirm_fraction = 0 leaves the data of earlier builds unchanged
         if reflect and confirm_fraction > 0 and rng.random() < confirm_fraction:
-            attempt = thinking_solution(task, graph)
-            refined = refined_thinking(task, task.solution)
+            attempt = thinking_solution(task, graph, work=work)
+            refined = refined_thinking(task, task.solution, work=work)
             completion = format_thinking(refined, task.solution, reflection=CONFIRMATION)
             if len(prompt) + len(attempt) + 1 + len(completion) <= max_chars:
                 out.append((prompt + attempt + "\n", completion))
@@ -211,11 +244,11 @@ def thinking_examples(
             reflect = False
         slip = plant_slip(task.solution, rng) if reflect else None
         if slip is not None:
-            attempt = format_thinking(thinking_lines(task, graph, slip.wrong), slip.wrong)
-            refined = refined_thinking(task, task.solution)
+            attempt = format_thinking(thinking_lines(task, graph, slip.wrong, work=work), slip.wrong)
+            refined = refined_thinking(task, task.solution, work=work)
             completion = format_thinking(refined, task.solution, reflection=slip.reflection)
             if len(prompt) + len(attempt) + 1 + len(completion) <= max_chars:
                 out.append((prompt + attempt + "\n", completion))
                 continue
-        out.append((prompt, thinking_solution(task, graph)))
+        out.append((prompt, thinking_solution(task, graph, work=work)))
     return out

@@ -69,6 +69,10 @@ class TinyModelConfig:
     thinking_fraction: float = 0.0
     reflect_fraction: float = 0.0
     confirm_fraction: float = 0.0  # of the reflection examples: a right attempt, confirmed (not yet measured)
+    # the thinking ends with a Work line: each operation split by place value (knowledge/work.py)
+    thinking_work: bool = False
+    # prompt + completion characters of a reflection example at most (thinking_data.MAX_REFLECT_CHARS)
+    max_reflect_chars: int = 800
     # share of warm-start problems per step count min_steps..max_steps; empty: uniform
     step_mix: tuple[float, ...] = ()
 
@@ -92,7 +96,7 @@ class TinyModelConfig:
             )
         if not 1 <= self.min_steps <= self.max_steps <= 8:
             raise ValueError(f"need 1 <= min_steps <= max_steps <= 8, got {self.min_steps}..{self.max_steps}")
-        for name in ("vocab_size", "optimizer_steps", "batch_size", "train_problems"):
+        for name in ("vocab_size", "optimizer_steps", "batch_size", "train_problems", "max_reflect_chars"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -111,6 +115,8 @@ _LATER_FIELDS = {
     "reflect_fraction": 0.0,
     "confirm_fraction": 0.0,
     "step_mix": (),
+    "thinking_work": False,
+    "max_reflect_chars": 800,
 }  # with their defaults
 # Knowledge-graph corpus of the thinking variant: enough solved problems that the Example line of
 # retrieval finds one with the same operations (95.9% of lines on a 20,000-problem graph, P1 notes),
@@ -122,7 +128,8 @@ PRESETS: dict[str, TinyModelConfig] = {
     "tiny": TinyModelConfig(),
     # the thinking variant for PRefLexOR (issue #8): half of the warm start thinks before answering (a
     # third of those reflect on a wrong attempt and refine it); 1,024 positions, as a 4-step refinement
-    # round with its attempt in the prompt runs past 512 tokens
+    # round with its attempt in the prompt runs past 512 tokens. With `thinking_work` (a place-value Work
+    # line) it did worse still: docs/benchmarks.md, "PRefLexOR"
     "tiny-think": TinyModelConfig(thinking_fraction=0.5, reflect_fraction=0.3, max_positions=1024),
     # for tests and smoke runs: well-formed GSM8K-style output in well under a minute
     "test": TinyModelConfig(
@@ -245,7 +252,9 @@ def _with_thinking(tasks, prompts: list[str], solutions: list[str], config: Tiny
         graph,
         reflect_fraction=config.reflect_fraction,
         seed=config.seed,
+        max_chars=config.max_reflect_chars,
         confirm_fraction=config.confirm_fraction,
+        work=config.thinking_work,
     )
     prompts, solutions = list(prompts), list(solutions)
     for i, (prompt, completion) in zip(chosen, thinking, strict=True):
