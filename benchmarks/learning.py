@@ -13,7 +13,7 @@ one), the same problems for all. Writes a markdown table.
 the loss, against MCTS and best-of-n DPO on the same model, recipe and token budget. Thinking completions
 are long (a 4-step one is ~250 tokens), so every token cap is raised to fit them.
 
-    python benchmarks/learning.py --suite thinking --seeds 0 1 --iterations 1 --n 500 --out runs/thinking
+    python benchmarks/learning.py --suite thinking --seeds 0 1 --iterations 1 --n 300 --out runs/thinking
 """
 
 from __future__ import annotations
