@@ -62,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", help="an iteration folder with pairs.jsonl / samples.jsonl")
-    parser.add_argument("--method", choices=("sft", "sft-chosen", "dpo", "sft+dpo"), default="sft")
+    parser.add_argument("--method", choices=("sft", "dpo", "sft+dpo"), default="sft")
     parser.add_argument("--sft", default="{}", help="sft+dpo: the SFT stage's TrainConfig fields as JSON")
     parser.add_argument(
         "--reference",
@@ -95,10 +95,6 @@ def main() -> None:
         config = TrainConfig(**record["train"])
         start = time.perf_counter()
         reference = None
-        if args.method == "sft-chosen":  # SFT on the chosen side of the pairs: the steps where slips happen
-            pairs = read_pairs(f"{args.data}/pairs.jsonl")
-            result = train_sft(model, tokenizer, [(p.prompt, p.chosen) for p in pairs], config)
-            record["examples"] = len(pairs)
         if args.method in ("sft", "sft+dpo"):
             examples = sft_examples(args.data, strict=args.strict, one_per_task=args.one_per_task)
             if args.method == "sft+dpo":
