@@ -196,3 +196,27 @@ def test_confirmation_examples_show_a_right_attempt_and_confirm_it() -> None:
         assert refined.reflection == CONFIRMATION and refined.answer == task.solution
     with pytest.raises(ValueError, match=r"confirm_fraction=1\.5; allowed"):
         thinking_examples(tasks, prompts, graph, reflect_fraction=0.5, seed=1, confirm_fraction=1.5)
+
+
+def test_named_plan_names_every_intermediate_result_and_reads_back_to_the_plan() -> None:
+    from selfimprove.knowledge.extract import extract
+    from selfimprove.knowledge.thinking_data import named_plan
+
+    tasks = generate_tasks("train", 200, seed=5, min_steps=1, max_steps=4)
+    chained = 0
+    for task in tasks:
+        ext = extract(task.question, task.solution)
+        parts = named_plan(ext).split(", ")
+        assert [p.split("=")[0] for p in parts] == list("abcd"[: len(ext.steps)])
+        values = {p.split("=")[0]: step.result for p, step in zip(parts, ext.steps, strict=True)}
+        # substituting each name by its result gives back the plain plan, operand for operand
+        read_back = [
+            re.sub(r"[a-z]", lambda m, values=values: values[m.group()], p.split("=", 1)[1]) for p in parts
+        ]
+        assert ", ".join(read_back) == ext.plan
+        # no step after the first uses a number that an earlier step computed: it uses the name
+        for part, step in zip(parts[1:], ext.steps[1:], strict=True):
+            chained += any(step.from_previous)
+            assert any(step.from_previous) == bool(re.search(r"[a-z]", part.split("=", 1)[1]))
+    assert chained > 300  # arith chains its steps: nearly every later step uses an earlier result
+    assert named_plan(extract(tasks[0].question, "")) == ""

@@ -57,6 +57,7 @@ __all__ = [
     "CONFIRMATION",
     "MAX_REFLECT_CHARS",
     "Slip",
+    "named_plan",
     "plant_slip",
     "refined_thinking",
     "thinking_examples",
@@ -80,14 +81,50 @@ _PLURAL = {t.singular: t.plural for t in _THINGS}
 _SINGULAR = {t.plural: t.singular for t in _THINGS}
 
 
+_TWO_OPERANDS = re.compile(r"(\d+)([-+*/])(\d+)")
+_NAMES = "abcdefghijklmnopqrstuvwxyz"
+
+
+def named_plan(ext: Extraction) -> str:
+    """The plan with every result named instead of used: "a=10*7, b=a-19, c=b-15, d=c/9".
+
+    The plain Plan line ("10*7, 70-19, 51-15, 36/9") uses each intermediate result as a later operand, so
+    writing it means doing all the arithmetic before the answer shows any of it (docs/benchmarks.md,
+    "PRefLexOR"); named, the plan holds only which quantities combine how, and the answer computes.
+    """
+    parts, results = [], []  # results: (name, value as written) of the steps so far
+    for i, step in enumerate(ext.steps):
+        name = _NAMES[i % len(_NAMES)]
+        match = _TWO_OPERANDS.fullmatch(step.expression)
+        expression = step.expression
+        if match is not None:
+            operands = [match.group(1), match.group(3)]
+            for j, operand in enumerate(operands):
+                if j < len(step.from_previous) and step.from_previous[j]:
+                    earlier = [n for n, value in results if value == operand]
+                    if earlier:
+                        operands[j] = earlier[-1]
+            expression = f"{operands[0]}{match.group(2)}{operands[1]}"
+        parts.append(f"{name}={expression}")
+        results.append((name, step.result))
+    return ", ".join(parts)
+
+
 def thinking_lines(
-    task: Task, graph: KnowledgeGraph | None, solution: str, *, example: bool = True, work: bool = False
+    task: Task,
+    graph: KnowledgeGraph | None,
+    solution: str,
+    *,
+    example: bool = True,
+    work: bool = False,
+    named: bool = False,
 ) -> str:
     """The thinking block's lines (without tags) for `task` answered by `solution`.
 
     Concepts (and, with `example`, the Example line) come from graph retrieval, excluding the task itself;
     without a graph the Concepts line is the question's own concepts and there is no Example line. With
-    `work`, a Work line after Plan works each of the solution's annotations by place value (`work_text`).
+    `work`, a Work line after Plan works each of the solution's annotations by place value (`work_text`);
+    with `named`, the Plan line names each result instead of using it (`named_plan`).
     """
     if graph is not None:
         retrieval = graph.retrieve(task.question, examples=1 if example else 0, exclude=(task.id,))
@@ -98,7 +135,7 @@ def thinking_lines(
     if ext.quantities:
         lines += f"Known: {ext.known}\n"
     if ext.steps:
-        lines += f"Plan: {ext.plan}\n"
+        lines += f"Plan: {named_plan(ext) if named else ext.plan}\n"
         if work:
             lines += f"Work: {work_text(ext)}\n"
     return lines.rstrip("\n")
@@ -110,12 +147,14 @@ def work_text(ext: Extraction) -> str:
     return "; ".join(annotation_work(step.expression, step.result) for step in ext.steps)
 
 
-def thinking_solution(task: Task, graph: KnowledgeGraph | None, *, work: bool = False) -> str:
+def thinking_solution(
+    task: Task, graph: KnowledgeGraph | None, *, work: bool = False, named: bool = False
+) -> str:
     """The round-0 completion for `task`: thinking lines (with the Work line when `work`), then the task's
     own solution lines."""
     if not task.solution:
         raise ValueError(f"task {task.id} has no solution; thinking data needs one")
-    return format_thinking(thinking_lines(task, graph, task.solution, work=work), task.solution)
+    return format_thinking(thinking_lines(task, graph, task.solution, work=work, named=named), task.solution)
 
 
 @dataclass(frozen=True)
@@ -185,12 +224,13 @@ def plant_slip(solution: str, rng: random.Random) -> Slip | None:
     return None
 
 
-def refined_thinking(task: Task, solution: str, *, work: bool = False) -> str:
+def refined_thinking(task: Task, solution: str, *, work: bool = False, named: bool = False) -> str:
     """The thinking of a refined round (r >= 1): the Plan line only, and the Work line when `work`. The
     Concepts and Known lines of the round just above still hold (that round is in the prompt); what a
     refinement changes is the plan and its arithmetic."""
     ext = extract(task.question, solution)
-    return f"Plan: {ext.plan}\nWork: {work_text(ext)}" if work else f"Plan: {ext.plan}"
+    plan = f"Plan: {named_plan(ext) if named else ext.plan}"
+    return f"{plan}\nWork: {work_text(ext)}" if work else plan
 
 
 def thinking_examples(
@@ -203,6 +243,7 @@ def thinking_examples(
     max_chars: int = MAX_REFLECT_CHARS,
     confirm_fraction: float = 0.0,
     work: bool = False,
+    named: bool = False,
 ) -> list[tuple[str, str]]:
     """One (prompt, completion) SFT example per task, in order.
 
@@ -221,6 +262,7 @@ def thinking_examples(
     for the last sub-operation, which gives the slipped result (`70-19: 70-10=60, 60-9=52`), as a model
     that slips inside its work and copies the result into the answer would write it; the refined round's
     Work line is all true. `work` draws nothing from the generator, so the same tasks get reflections.
+    With `named`, every Plan line names its results (`named_plan`).
     """
     for name, value in (("reflect_fraction", reflect_fraction), ("confirm_fraction", confirm_fraction)):
         if not 0.0 <= value <= 1.0:
@@ -235,8 +277,8 @@ def thinking_examples(
         reflect = rng.random() < reflect_fraction
         # drawn only when asked for, so that confirm_fraction = 0 leaves the data of earlier builds unchanged
         if reflect and confirm_fraction > 0 and rng.random() < confirm_fraction:
-            attempt = thinking_solution(task, graph, work=work)
-            refined = refined_thinking(task, task.solution, work=work)
+            attempt = thinking_solution(task, graph, work=work, named=named)
+            refined = refined_thinking(task, task.solution, work=work, named=named)
             completion = format_thinking(refined, task.solution, reflection=CONFIRMATION)
             if len(prompt) + len(attempt) + 1 + len(completion) <= max_chars:
                 out.append((prompt + attempt + "\n", completion))
@@ -244,11 +286,13 @@ def thinking_examples(
             reflect = False
         slip = plant_slip(task.solution, rng) if reflect else None
         if slip is not None:
-            attempt = format_thinking(thinking_lines(task, graph, slip.wrong, work=work), slip.wrong)
-            refined = refined_thinking(task, task.solution, work=work)
+            attempt = format_thinking(
+                thinking_lines(task, graph, slip.wrong, work=work, named=named), slip.wrong
+            )
+            refined = refined_thinking(task, task.solution, work=work, named=named)
             completion = format_thinking(refined, task.solution, reflection=slip.reflection)
             if len(prompt) + len(attempt) + 1 + len(completion) <= max_chars:
                 out.append((prompt + attempt + "\n", completion))
                 continue
-        out.append((prompt, thinking_solution(task, graph, work=work)))
+        out.append((prompt, thinking_solution(task, graph, work=work, named=named)))
     return out

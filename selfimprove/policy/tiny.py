@@ -71,6 +71,8 @@ class TinyModelConfig:
     confirm_fraction: float = 0.0  # of the reflection examples: a right attempt, confirmed (not yet measured)
     # the thinking ends with a Work line: each operation split by place value (knowledge/work.py)
     thinking_work: bool = False
+    # the thinking's Plan line names each result ("a=10*7, b=a-19") instead of using it ("10*7, 70-19")
+    thinking_named_plan: bool = False
     # prompt + completion characters of a reflection example at most (thinking_data.MAX_REFLECT_CHARS)
     max_reflect_chars: int = 800
     # share of warm-start problems per step count min_steps..max_steps; empty: uniform
@@ -116,6 +118,7 @@ _LATER_FIELDS = {
     "confirm_fraction": 0.0,
     "step_mix": (),
     "thinking_work": False,
+    "thinking_named_plan": False,
     "max_reflect_chars": 800,
 }  # with their defaults
 # Knowledge-graph corpus of the thinking variant: enough solved problems that the Example line of
@@ -255,6 +258,7 @@ def _with_thinking(tasks, prompts: list[str], solutions: list[str], config: Tiny
         max_chars=config.max_reflect_chars,
         confirm_fraction=config.confirm_fraction,
         work=config.thinking_work,
+        named=config.thinking_named_plan,
     )
     prompts, solutions = list(prompts), list(solutions)
     for i, (prompt, completion) in zip(chosen, thinking, strict=True):
