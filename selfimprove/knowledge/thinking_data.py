@@ -135,10 +135,14 @@ def thinking_lines(
     if ext.quantities:
         lines += f"Known: {ext.known}\n"
     if ext.steps:
-        lines += f"Plan: {named_plan(ext) if named else ext.plan}\n"
-        if work:
-            lines += f"Work: {work_text(ext)}\n"
+        lines += _plan_lines(ext, work=work, named=named)
     return lines.rstrip("\n")
+
+
+def _plan_lines(ext: Extraction, *, work: bool, named: bool) -> str:
+    """The Plan line, plain or named, and the Work line after it when `work`."""
+    plan = f"Plan: {named_plan(ext) if named else ext.plan}"
+    return f"{plan}\nWork: {work_text(ext)}" if work else plan
 
 
 def work_text(ext: Extraction) -> str:
@@ -228,9 +232,7 @@ def refined_thinking(task: Task, solution: str, *, work: bool = False, named: bo
     """The thinking of a refined round (r >= 1): the Plan line only, and the Work line when `work`. The
     Concepts and Known lines of the round just above still hold (that round is in the prompt); what a
     refinement changes is the plan and its arithmetic."""
-    ext = extract(task.question, solution)
-    plan = f"Plan: {named_plan(ext) if named else ext.plan}"
-    return f"{plan}\nWork: {work_text(ext)}" if work else plan
+    return _plan_lines(extract(task.question, solution), work=work, named=named)
 
 
 def thinking_examples(

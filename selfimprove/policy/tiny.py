@@ -22,7 +22,7 @@ import os
 import random
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -107,20 +107,21 @@ class TinyModelConfig:
         from selfimprove.tasks.arith import GENERATOR_VERSION
 
         # fields added after a preset was published count only when set, so that preset keeps its hash
-        key = {k: v for k, v in asdict(self).items() if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
+        defaults = {f.name: f.default for f in fields(self) if f.name in _LATER_FIELDS}
+        key = {k: v for k, v in asdict(self).items() if not (k in defaults and v == defaults[k])}
         key["generator_version"] = GENERATOR_VERSION
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
-_LATER_FIELDS = {
-    "thinking_fraction": 0.0,
-    "reflect_fraction": 0.0,
-    "confirm_fraction": 0.0,
-    "step_mix": (),
-    "thinking_work": False,
-    "thinking_named_plan": False,
-    "max_reflect_chars": 800,
-}  # with their defaults
+_LATER_FIELDS = (
+    "thinking_fraction",
+    "reflect_fraction",
+    "confirm_fraction",
+    "step_mix",
+    "thinking_work",
+    "thinking_named_plan",
+    "max_reflect_chars",
+)
 # Knowledge-graph corpus of the thinking variant: enough solved problems that the Example line of
 # retrieval finds one with the same operations (95.9% of lines on a 20,000-problem graph, P1 notes),
 # without paying for a graph of the whole training set.
