@@ -108,6 +108,7 @@ def main() -> None:
             run_loop(config, run_dir)
             results.setdefault(method, {})[seed] = {
                 "run": str(run_dir),
+                "iterations": config.iterations,
                 "seconds": time.perf_counter() - start,
             }
 
@@ -139,9 +140,7 @@ def main() -> None:
     for method, by_seed in results.items():
         for seed, info in by_seed.items():
             paths = RunPaths(Path(info["run"]))
-            k = resolve_config(args.preset, args.config, {**methods[method], "seed": seed}).iterations
-            if args.iterations is not None:
-                k = args.iterations
+            k = info["iterations"]
             final = hard_greedy(paths.policy(k))
             tokens = sum(
                 json.loads(paths.marker(i, "search").read_text()).get("search/tokens", 0)

@@ -65,7 +65,7 @@ def test_thinking_variant_of_the_warm_start_data() -> None:
         assert parse.well_formed, parse.issues
         assert parse.answer == solutions[i]  # the answer lines are the gold solution, unchanged
         assert (parse.reflection is not None) == (i in reflecting)
-        assert ("\nWork: " in new_solutions[i]) == config.thinking_work  # the preset works operations out
+        assert ("\nWork: " in new_solutions[i]) == config.thinking_work  # a Work line only when asked for
     for i in reflecting:  # the wrong attempt sits in the prompt (no loss on it), after the original prompt
         assert (
             new_prompts[i].startswith(prompts[i])
