@@ -10,7 +10,7 @@ from kgdata import T2, T4
 
 from selfimprove.knowledge import KnowledgeGraph, plant_slip, thinking_examples, thinking_solution
 from selfimprove.knowledge.thinking_data import refined_thinking, thinking_lines
-from selfimprove.knowledge.work import annotation_work, place_parts, work_line
+from selfimprove.knowledge.work import annotation_work, inline_work, place_parts, work_line
 from selfimprove.tasks.arith import generate_tasks
 from selfimprove.tasks.recipe import format_prompt, load_recipe
 from selfimprove.tasks.task import Task
@@ -170,6 +170,40 @@ def test_annotation_work_reads_what_was_written() -> None:
     for _ in range(2_000):  # hostile text never raises
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         assert isinstance(annotation_work(text, text[::-1]), str)
+
+
+def test_inline_work_goes_right_before_each_annotation() -> None:
+    solution = (
+        "He gets 26 from Max, so 71+26=<<71+26=97>>97 dollars.\n"
+        "He buys 4, so 97*4=<<97*4=388>>388 dollars.\n"
+        "She has 10, so 10*7=<<10*7=70>>70 dollars.\n"
+        "#### 70"
+    )
+    assert inline_work(solution) == (
+        "He gets 26 from Max, so 71+26: 71+20=91, 91+6=97, 71+26=<<71+26=97>>97 dollars.\n"
+        "He buys 4, so 97*4: 90*4=360, 7*4=28, 360+28=388, 97*4=<<97*4=388>>388 dollars.\n"
+        "She has 10, so 10*7=<<10*7=70>>70 dollars.\n"  # nothing to split: unchanged
+        "#### 70"
+    )
+    # a slipped annotation gets the work that ends in its written result, as annotation_work writes it
+    slipped = "so 70-19=<<70-19=52>>52 left."
+    assert inline_work(slipped) == "so 70-19: 70-10=60, 60-9=52, 70-19=<<70-19=52>>52 left."
+    for text in ("", "#### 5", "no annotation here", "so (3+4)*2=<<(3+4)*2=14>>14"):
+        assert inline_work(text) == text
+
+
+def test_inline_work_of_gold_solutions_is_all_true() -> None:
+    equation = re.compile(r"(\d+)([-+*/])(\d+)=(\d+)")
+    changed = 0
+    for task in generate_tasks("train", 300, seed=5, min_steps=1, max_steps=4):
+        worked = inline_work(task.solution or "")
+        changed += worked != task.solution
+        assert not annotation_errors(worked)  # the annotations and their echoes are untouched
+        assert MathVerifier().check(task, worked).correct
+        for a, op, b, r in equation.findall(worked):
+            a, b, r = int(a), int(b), int(r)
+            assert {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op] == r, worked
+    assert changed > 250  # most gold solutions have an operation worth splitting
 
 
 def test_the_work_line_carries_out_the_plan(tasks: list[Task], graph: KnowledgeGraph) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_WORK_DIGITS", "annotation_work", "place_parts", "work_line"]
+__all__ = ["MAX_WORK_DIGITS", "annotation_work", "inline_work", "place_parts", "work_line"]
 
 _OPS = "+-*/"
 # Operands longer than this are not split in `annotation_work`: GSM8K's own numbers stay far below it, and a
@@ -26,6 +26,8 @@ _OPS = "+-*/"
 MAX_WORK_DIGITS = 6
 _TWO_INTEGERS = re.compile(r"(0|[1-9]\d*)([-+*/])(0|[1-9]\d*)")
 _INTEGER = re.compile(r"-?(?:0|[1-9]\d*)")
+# a GSM8K step's "a op b=<<a op b=r>>": the text an inline work goes in front of
+_ANNOTATED_STEP = re.compile(r"(\d+[-+*/]\d+)=<<(\d+[-+*/]\d+)=(\d+)>>")
 
 
 def place_parts(n: int) -> list[int]:
@@ -132,3 +134,20 @@ def annotation_work(expression: str, result: str) -> str:
     if len(subs) == 1:
         return _write(subs)
     return f"{expression}: {_write(subs)}"
+
+
+def inline_work(solution: str) -> str:
+    """`solution` with each operation's place-value work written right before the annotation that uses it.
+
+    "so 71+26=<<71+26=97>>97" becomes "so 71+26: 71+20=91, 91+6=97, 71+26=<<71+26=97>>97"; an operation
+    with nothing to split (`10*7`) is left as it is. Unlike a Work line in the thinking, no result has to
+    be carried far: the answer line repeats the last sub-operation's result at once (docs/benchmarks.md,
+    "A scratchpad in the answer lines"). The work is `annotation_work`'s, so a false annotation gets work
+    that ends in its written result.
+    """
+
+    def with_work(match: re.Match[str]) -> str:
+        work = annotation_work(match.group(2), match.group(3))
+        return f"{work}, {match.group(0)}" if ":" in work else match.group(0)
+
+    return _ANNOTATED_STEP.sub(with_work, solution)

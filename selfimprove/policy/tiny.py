@@ -74,6 +74,8 @@ class TinyModelConfig:
     thinking_work: bool = False
     # the thinking's Plan line names each result ("a=10*7, b=a-19") instead of using it ("10*7, 70-19")
     thinking_named_plan: bool = False
+    # every solution line shows its operation's place-value work before the annotation (work.inline_work)
+    solution_work: bool = False
     # prompt + completion characters of a reflection example at most (thinking_data.MAX_REFLECT_CHARS)
     max_reflect_chars: int = 800
     # share of warm-start problems per step count min_steps..max_steps; empty: uniform
@@ -122,6 +124,7 @@ _LATER_FIELDS = (
     "thinking_work",
     "thinking_named_plan",
     "max_reflect_chars",
+    "solution_work",
 )
 # Knowledge-graph corpus of the thinking variant: enough solved problems that the Example line of
 # retrieval finds one with the same operations (95.9% of lines on a 20,000-problem graph, P1 notes),
@@ -303,6 +306,11 @@ def build_tiny_model(
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("tiny model %s: %d parameters, vocabulary %d", name, n_params, len(tokenizer))
 
+    if config.solution_work:
+        from selfimprove.knowledge.work import inline_work
+
+        # after the tokenizer: the work adds digits and operators only, which are single tokens already
+        solutions = [inline_work(s) for s in solutions]
     examples = encode_examples(prompts, solutions, tokenizer)
     stats = sft_warm_start(model, examples, config, pad_id=tokenizer.pad_token_id, progress=progress)
 
