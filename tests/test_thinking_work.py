@@ -193,16 +193,15 @@ def test_inline_work_goes_right_before_each_annotation() -> None:
 
 
 def test_inline_work_of_gold_solutions_is_all_true() -> None:
-    equation = re.compile(r"(\d+)([-+*/])(\d+)=(\d+)")
+    verifier = MathVerifier()
     changed = 0
     for task in generate_tasks("train", 300, seed=5, min_steps=1, max_steps=4):
         worked = inline_work(task.solution or "")
         changed += worked != task.solution
         assert not annotation_errors(worked)  # the annotations and their echoes are untouched
-        assert MathVerifier().check(task, worked).correct
-        for a, op, b, r in equation.findall(worked):
-            a, b, r = int(a), int(b), int(r)
-            assert {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op] == r, worked
+        assert verifier.check(task, worked).correct
+        for x, op, y, r in _SUB.findall(worked):
+            assert _true(int(x), op, int(y), int(r)), worked
     assert changed > 250  # most gold solutions have an operation worth splitting
 
 
