@@ -7,6 +7,7 @@ one), the same problems for all. Writes a markdown table.
 
     python benchmarks/learning.py --seeds 0 1 --out runs/learning
     python benchmarks/learning.py --seeds 0 --methods mcts --iterations 1    # one quick look
+    python benchmarks/learning.py --config configs/tiny_work.toml --bon-max-new-tokens 384   # `tiny-work`
 
 `--suite thinking` is issue #8's comparison on the thinking tiny model (`tiny-think`, recipe
 `arith-thinking`): PRefLexOR with and without knowledge-graph retrieval, with the thinking masked out of
@@ -86,6 +87,13 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--config", default=None, help="a run config TOML laid over the preset")
     parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument(
+        "--bon-max-new-tokens",
+        type=int,
+        default=None,
+        help="token cap of the best-of-n baselines' samples (default: best_of_n's); raise it for solutions "
+        "longer than the default format's, as --config raises MCTS's max_rollout_tokens",
+    )
     parser.add_argument("--n", type=int, default=1000, help="held-out hard problems for the final eval")
     parser.add_argument("--out", default="runs/learning")
     args = parser.parse_args()
@@ -100,6 +108,9 @@ def main() -> None:
     for seed in args.seeds:
         for method in chosen:
             overrides = {**methods[method], "seed": seed, "name": method}
+            search = overrides.get("search", {})
+            if args.bon_max_new_tokens is not None and search.get("type") == "best_of_n":
+                overrides["search"] = {**search, "max_new_tokens": args.bon_max_new_tokens}
             if args.iterations is not None:
                 overrides["iterations"] = args.iterations
             config = resolve_config(args.preset, args.config, overrides)

@@ -13,8 +13,9 @@ reports greedy accuracy on `--n` problems per step count of the val split, which
     python benchmarks/train_probe.py --model M --data RUN/iter_001 --method sft+dpo \
         --sft '{"lr": 1e-4, "epochs": 2}' --train '{"loss": "dpop", "lr": 1e-4, "epochs": 2}'
 
-`--strict` drops samples and pairs whose chosen side has a false calculator annotation (for data written
-by an answer-only verifier); `--one-per-task` keeps one correct sample per problem. Prints one JSON line.
+`--strict` drops samples and pairs whose chosen side has a false calculator annotation or plain equation
+(for data written by an answer-only verifier); `--one-per-task` keeps one correct sample per problem.
+Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -34,12 +35,17 @@ from selfimprove.search.output import read_samples
 from selfimprove.train.config import TrainConfig
 from selfimprove.train.sft import train_sft
 from selfimprove.train.trainer import train_preference
-from selfimprove.verify.annotations import annotation_errors
+from selfimprove.verify.annotations import arithmetic_errors
 
 
-def val_accuracy(model, tokenizer, *, n: int, steps: list[int], seed: int) -> dict[str, float]:
+def val_accuracy(
+    model, tokenizer, *, n: int, steps: list[int], seed: int, max_new_tokens: int
+) -> dict[str, float]:
     """Greedy accuracy per step count on the arith val split."""
-    report = evaluate(HFPolicy(model, tokenizer), "arith", n=n, k=0, seed=seed, steps=steps, split="val")
+    policy = HFPolicy(model, tokenizer)
+    report = evaluate(
+        policy, "arith", n=n, k=0, seed=seed, steps=steps, split="val", max_new_tokens=max_new_tokens
+    )
     return {str(group.steps): group.greedy for group in report.by_steps}
 
 
@@ -48,7 +54,7 @@ def sft_examples(data: str, *, strict: bool, one_per_task: bool) -> list[tuple[s
     for sample in read_samples(f"{data}/samples.jsonl"):
         if not sample.correct or (sample.prompt, sample.completion) in seen_text:
             continue
-        if (strict and annotation_errors(sample.completion)) or (
+        if (strict and arithmetic_errors(sample.completion)) or (
             one_per_task and sample.task_id in seen_task
         ):
             continue
@@ -78,6 +84,7 @@ def main() -> None:
     parser.add_argument("--steps", default="3,4")
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="512 for the inline-work `tiny`")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps = [int(s) for s in args.steps.split(",")]
@@ -108,14 +115,16 @@ def main() -> None:
         if args.method in ("dpo", "sft+dpo"):
             pairs = read_pairs(f"{args.data}/pairs.jsonl")
             if args.strict:
-                pairs = [p for p in pairs if not annotation_errors(p.prompt.split("Answer:")[-1] + p.chosen)]
+                pairs = [p for p in pairs if not arithmetic_errors(p.prompt.split("Answer:")[-1] + p.chosen)]
             result = train_preference(model, tokenizer, pairs, config, reference=reference)
             record["pairs"] = len(pairs)
             keys = ("logps/chosen", "logps/rejected", "rewards/margin")
             record["first_step"] = {k: result.metrics[0][k] for k in keys}
             record["last_step"] = {k: result.metrics[-1][k] for k in keys}
         record.update(steps_trained=result.steps, train_seconds=round(time.perf_counter() - start, 1))
-    record["val_greedy"] = val_accuracy(model, tokenizer, n=args.n, steps=steps, seed=args.seed)
+    record["val_greedy"] = val_accuracy(
+        model, tokenizer, n=args.n, steps=steps, seed=args.seed, max_new_tokens=args.max_new_tokens
+    )
     print(json.dumps(record))
 
 

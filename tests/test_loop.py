@@ -13,6 +13,7 @@ import pytest
 
 from selfimprove.loop.config import resolve_config
 from selfimprove.records import read_pairs
+from selfimprove.search.recipe import load_search
 
 # timing fields legitimately differ between two runs of the same seed; everything else must not
 _TIMING = ("seconds", "tokens_per_s", "nodes_per_s")
@@ -113,6 +114,18 @@ def test_resume_refuses_a_different_config(tmp_path: Path, reference_run: Path):
     config = resolve_config("smoke", overrides={"seed": 5})
     with pytest.raises(ValueError, match="seed"):
         prepare_run(config, reference_run)
+
+
+def test_the_shipped_configs_and_searches_resolve():
+    repo = Path(__file__).resolve().parents[1]
+    for search in sorted((repo / "searches").glob("*.toml")):
+        assert load_search(search).name, search
+    for config in sorted((repo / "configs").glob("*.toml")):
+        assert resolve_config("default", config).iterations >= 1, config
+    work = resolve_config("default", repo / "configs" / "tiny_work.toml")
+    caps = (work.search["max_step_tokens"], work.search["max_rollout_tokens"], work.eval.max_new_tokens)
+    assert work.model.preset == "tiny-work" and caps == (96, 384, 512)
+    assert load_search(repo / "searches" / "best_of_n_work.toml").config.max_new_tokens == 384
 
 
 def test_config_errors_name_the_key(tmp_path: Path):

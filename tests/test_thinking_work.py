@@ -15,7 +15,7 @@ from selfimprove.tasks.arith import generate_tasks
 from selfimprove.tasks.recipe import format_prompt, load_recipe
 from selfimprove.tasks.task import Task
 from selfimprove.tasks.thinking import parse_thinking
-from selfimprove.verify.annotations import annotation_errors
+from selfimprove.verify.annotations import annotation_errors, arithmetic_errors
 from selfimprove.verify.math import MathVerifier
 
 _SUB = re.compile(r"(\d+)([-+*/])(\d+)=(-?\d+)")
@@ -198,7 +198,7 @@ def test_inline_work_of_gold_solutions_is_all_true() -> None:
     for task in generate_tasks("train", 300, seed=5, min_steps=1, max_steps=4):
         worked = inline_work(task.solution or "")
         changed += worked != task.solution
-        assert not annotation_errors(worked)  # the annotations and their echoes are untouched
+        assert not arithmetic_errors(worked)  # the annotations, their echoes and the work are true
         assert verifier.check(task, worked).correct
         for x, op, y, r in _SUB.findall(worked):
             assert _true(int(x), op, int(y), int(r)), worked

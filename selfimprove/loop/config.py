@@ -21,7 +21,7 @@ METHODS = ("dpo", "rft")
 @dataclass(frozen=True)
 class ModelSettings:
     path: str = ""  # a local Hugging Face model folder; empty: build (or reuse) the tiny model `preset`
-    preset: str = "tiny"  # tiny-model preset when `path` is empty: "tiny", "tiny-think" or "test"
+    preset: str = "tiny"  # tiny-model preset when `path` is empty: "tiny", "tiny-work", "tiny-think", "test"
 
 
 @dataclass(frozen=True)

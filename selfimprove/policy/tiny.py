@@ -134,6 +134,9 @@ THINKING_GRAPH_TASKS = 10_000
 PRESETS: dict[str, TinyModelConfig] = {
     # the embedded default: 0.43M parameters, under 9 minutes on 2 idle cores (docs/benchmarks.md)
     "tiny": TinyModelConfig(),
+    # the same model with each solution line's place-value work written inline before its annotation:
+    # twice the hard-split accuracy, but a 12-minute build (1.47x the tokens); configs/tiny_work.toml runs it
+    "tiny-work": TinyModelConfig(solution_work=True),
     # the thinking variant for PRefLexOR (issue #8): half of the warm start thinks before answering (a
     # third of those reflect on a wrong attempt and refine it); 1,024 positions, as a 4-step refinement
     # round with its attempt in the prompt runs past 512 tokens. With `thinking_work` (a place-value Work

@@ -33,7 +33,7 @@ from selfimprove.verify._expr import (
     percent_alternatives,
 )
 from selfimprove.verify._symbolic import REL_TOL_INEXACT, WORKER
-from selfimprove.verify.annotations import annotation_errors
+from selfimprove.verify.annotations import arithmetic_errors
 from selfimprove.verify.base import Verdict
 
 __all__ = ["MathVerifier", "clear_cache", "extract_answer", "is_equivalent"]
@@ -376,7 +376,8 @@ class MathVerifier:
     """The Verifier for `kind == "math"` tasks: extract the final answer, compare it with `task.answer`.
 
     With `check_annotations` (the default) a solution must also have every `<<a*b=c>>` calculator
-    annotation right (verify/annotations.py): a right answer reached through false arithmetic is wrong.
+    annotation and every compact plain `a+b=c` equation (the place-value work) right
+    (verify/annotations.py: `arithmetic_errors`): a right answer reached through false arithmetic is wrong.
     """
 
     def __init__(self, timeout: float = 2.0, *, check_annotations: bool = True) -> None:
@@ -389,7 +390,7 @@ class MathVerifier:
         """A failing verdict when an unfinished solution is already wrong (a false annotation), else None."""
         if not self.check_annotations:
             return None
-        errors = annotation_errors(text)
+        errors = arithmetic_errors(text)
         if not errors:
             return None
         return Verdict(correct=False, score=0.0, predicted=None, detail=f"false step: {errors[0].reason}")
@@ -401,7 +402,7 @@ class MathVerifier:
             if predicted is None:
                 return Verdict(correct=False, score=0.0, predicted=None, detail="no final answer found")
             correct = is_equivalent(predicted, task.answer, self.timeout)
-            errors = annotation_errors(completion) if correct and self.check_annotations else []
+            errors = arithmetic_errors(completion) if correct and self.check_annotations else []
         except Exception as err:  # a verifier bug must cost one sample, not the whole search
             logger.warning("math verifier failed on task %s: %s: %s", task.id, type(err).__name__, err)
             return Verdict(correct=False, score=0.0, predicted=None, detail=f"verifier error: {err!r}")
