@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from selfimprove.loop.cli import add_arguments, resolve_run_config
 from selfimprove.loop.config import resolve_config
 from selfimprove.records import read_pairs
 from selfimprove.search.recipe import load_search
@@ -126,6 +128,26 @@ def test_the_shipped_configs_and_searches_resolve():
     caps = (work.search["max_step_tokens"], work.search["max_rollout_tokens"], work.eval.max_new_tokens)
     assert work.model.preset == "tiny-work" and caps == (96, 384, 512)
     assert load_search(repo / "searches" / "best_of_n_work.toml").config.max_new_tokens == 384
+
+
+def test_a_baseline_run_from_the_cli_gets_its_own_folder_name():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    repo = Path(__file__).resolve().parents[1]
+
+    def name(*argv: str) -> str:
+        return resolve_run_config(parser.parse_args(list(argv))).name
+
+    best_of_n = str(repo / "searches" / "best_of_n.toml")
+    assert name() == "default"
+    assert name("--search", best_of_n) == "default-best_of_n"
+    assert name("--search", best_of_n, "--method", "rft") == "default-best_of_n-rft"
+    assert name("--search", "mcts", "--preset", "smoke") == "smoke-mcts"
+    work = ("--config", str(repo / "configs" / "tiny_work.toml"))
+    config = resolve_run_config(
+        parser.parse_args([*work, "--search", str(repo / "searches" / "best_of_n_work.toml")])
+    )
+    assert config.name == "tiny-work-best_of_n_work" and config.search["max_new_tokens"] == 384
 
 
 def test_config_errors_name_the_key(tmp_path: Path):

@@ -6,7 +6,10 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from selfimprove.loop.config import RunConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,17 +47,31 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def resolve_run_config(args: argparse.Namespace) -> RunConfig:
+    """The run's config from the CLI. `--search` or `--method` changes what the run does, so the run is named
+    after them (`default-best_of_n-rft`): a baseline run from the same config gets its own folder instead
+    of the MCTS run's, which would refuse a different config on resume."""
+    from selfimprove.loop.config import resolve_config
+
+    overrides = _overrides(args)
+    config = resolve_config(args.preset, args.config, overrides)
+    suffix = [Path(args.search).stem] if args.search is not None else []
+    suffix += [args.method] if args.method is not None else []
+    if not suffix:
+        return config
+    return resolve_config(args.preset, args.config, {**overrides, "name": "-".join([config.name, *suffix])})
+
+
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from selfimprove.loop.config import resolve_config
     from selfimprove.loop.report import by_steps, compare_table, load_run, write_report
     from selfimprove.loop.run import run_loop
 
     console = Console()
-    config = resolve_config(args.preset, args.config, _overrides(args))
+    config = resolve_run_config(args)
     out = Path(args.out or f"runs/{config.name}-seed{config.seed}")
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "run.log")
