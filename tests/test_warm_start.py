@@ -74,6 +74,28 @@ def test_thinking_variant_of_the_warm_start_data() -> None:
     assert _with_thinking(tasks, prompts, solutions, config) == (new_prompts, new_solutions)  # seeded
 
 
+def test_solution_work_reaches_the_attempts_that_reflection_prompts_carry() -> None:
+    from selfimprove.knowledge.work import inline_work
+    from selfimprove.policy.tiny import _with_solution_work, _with_thinking
+
+    config = dataclasses.replace(PRESETS["tiny-think"], train_problems=400, solution_work=True)
+    recipe = load_recipe("arith")
+    tasks = generate_tasks("train", 400, seed=0, min_steps=1, max_steps=4)
+    prompts = [format_prompt(recipe, t) for t in tasks]
+    thought_prompts, thought = _with_thinking(tasks, prompts, [t.solution or "" for t in tasks], config)
+    worked_prompts, worked = _with_solution_work(thought_prompts, thought)
+    assert worked == [inline_work(s) for s in thought]
+    reflecting = {i for i, p in enumerate(thought_prompts) if p != prompts[i]}
+    # a question prompt has no annotation and is unchanged
+    assert all(worked_prompts[i] == prompts[i] for i in range(len(prompts)) if i not in reflecting)
+    # the earlier attempt in a reflection prompt now writes its work, like the answer lines the model learns
+    changed = [
+        i for i in reflecting if worked_prompts[i] == inline_work(thought_prompts[i]) != thought_prompts[i]
+    ]
+    assert len(reflecting) >= 30 and len(changed) >= 0.75 * len(reflecting)  # some attempts split nothing
+    assert all(worked_prompts[i].startswith(prompts[i]) for i in reflecting)
+
+
 def test_the_published_presets_keep_their_hashes() -> None:
     # docs/benchmarks.md names the models by these digests; a knob added later counts only when set
     assert PRESETS["tiny"].digest() == "4a297be567f1"

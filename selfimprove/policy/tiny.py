@@ -276,6 +276,15 @@ def _with_thinking(tasks, prompts: list[str], solutions: list[str], config: Tiny
     return prompts, solutions
 
 
+def _with_solution_work(prompts: list[str], solutions: list[str]) -> tuple[list[str], list[str]]:
+    """Every annotated step with its place-value work inline (`work.inline_work`), in the solutions and in
+    the prompts: a reflection example's earlier attempt sits in its prompt and must look like the model's
+    own rounds, which carry work. A question prompt has no annotation and comes back unchanged."""
+    from selfimprove.knowledge.work import inline_work
+
+    return [inline_work(p) for p in prompts], [inline_work(s) for s in solutions]
+
+
 def build_tiny_model(
     preset: str | TinyModelConfig = "tiny",
     *,
@@ -310,10 +319,8 @@ def build_tiny_model(
     logger.info("tiny model %s: %d parameters, vocabulary %d", name, n_params, len(tokenizer))
 
     if config.solution_work:
-        from selfimprove.knowledge.work import inline_work
-
         # after the tokenizer: the work adds digits and operators only, which are single tokens already
-        solutions = [inline_work(s) for s in solutions]
+        prompts, solutions = _with_solution_work(prompts, solutions)
     examples = encode_examples(prompts, solutions, tokenizer)
     stats = sft_warm_start(model, examples, config, pad_id=tokenizer.pad_token_id, progress=progress)
 
