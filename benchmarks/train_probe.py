@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--steps", default="3,4")
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="512 for the inline-work `tiny`")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="512 for `tiny-work`")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps = [int(s) for s in args.steps.split(",")]

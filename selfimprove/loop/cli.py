@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -53,13 +54,10 @@ def resolve_run_config(args: argparse.Namespace) -> RunConfig:
     of the MCTS run's, which would refuse a different config on resume."""
     from selfimprove.loop.config import resolve_config
 
-    overrides = _overrides(args)
-    config = resolve_config(args.preset, args.config, overrides)
+    config = resolve_config(args.preset, args.config, _overrides(args))
     suffix = [Path(args.search).stem] if args.search is not None else []
     suffix += [args.method] if args.method is not None else []
-    if not suffix:
-        return config
-    return resolve_config(args.preset, args.config, {**overrides, "name": "-".join([config.name, *suffix])})
+    return dataclasses.replace(config, name="-".join([config.name, *suffix])) if suffix else config
 
 
 def main(args: argparse.Namespace) -> int:
