@@ -17,7 +17,7 @@ from selfimprove.policy.base import Completion
 from selfimprove.search.base import SearchResult
 from selfimprove.search.best_of_n import BestOfN, BestOfNConfig
 from selfimprove.search.output import write_search_result
-from selfimprove.search.preflexor import PRefLexOR, PRefLexORConfig, first_wrong_line
+from selfimprove.search.preflexor import PRefLexOR, PRefLexORConfig, carried_thinking, first_wrong_line
 from selfimprove.search.recipe import load_search, search_from_mapping, search_to_mapping
 from selfimprove.search.union import UnionSearch
 from selfimprove.tasks.task import Task
@@ -228,6 +228,39 @@ def test_no_early_stop_refines_correct_rounds_too():
     rounds = [n for n in _nodes(result).values() if n.get("round") == 1]
     assert len(rounds) == 4  # every chain got its second round, the right one included
     assert result.stats["search/broken_rate"] == 0.0  # the right chain stayed right
+
+
+def test_a_refined_round_is_shown_to_the_next_as_a_whole_attempt():
+    # round 1 rewrites only its Plan line and is wrong again; round 2 must see it as the warm start's
+    # reflection examples show an attempt: no reflection, and the Concepts and Known lines of round 0
+    refined_plan = "Plan: 6*4, 24-5"
+    again_wrong = [LINE_1, "He eats 5, so 24-5=<<24-5=17>>17 eggs.", "#### 17"]
+    script = {
+        THINKING_OPEN + "\n": SLIP[len(THINKING_OPEN) + 1 :],
+        "#### 18\n": _round(again_wrong, thinking=refined_plan, reflection="24-5 is not 18."),
+        "#### 17\n": REFINE["#### 18"],
+    }
+    policy = ScriptedPolicy(lambda prompt, i: next(v for k, v in script.items() if prompt.endswith(k)))
+    config = dataclasses.replace(CONFIG, n=1)
+    result = PRefLexOR(config).run(policy, make_verifier("math"), [EGGS], _prompt, seed=0)
+    outcomes = [n["outcome"] for n in _nodes(result).values() if n.get("round") is not None]
+    assert outcomes == [False, False, True]
+    whole = "Concepts: count, total\nKnown: 6 eggs a box, 4 boxes, 5 eaten\n" + refined_plan
+    assert policy.prompts == [
+        _prompt(EGGS) + THINKING_OPEN + "\n",
+        _prompt(EGGS) + SLIP + "\n",  # round 0 is shown as written
+        _prompt(EGGS) + _round(again_wrong, thinking=whole) + "\n",
+    ]
+
+
+def test_carried_thinking_keeps_the_lines_a_refinement_did_not_rewrite():
+    earlier = "Concepts: count\nKnown: 6 a box\nPlan: 4*6"
+    assert carried_thinking(earlier, "Plan: 6*4") == "Concepts: count\nKnown: 6 a box\nPlan: 6*4"
+    assert carried_thinking(earlier, "Known: 4 boxes\nCheck: 24") == (
+        "Concepts: count\nKnown: 4 boxes\nPlan: 4*6\nCheck: 24"
+    )
+    assert carried_thinking(earlier, "I will multiply first.") == "I will multiply first."  # free-form
+    assert carried_thinking("", "Plan: 6*4") == "Plan: 6*4"
 
 
 def test_token_budget_stops_at_task_granularity():

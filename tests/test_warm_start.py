@@ -44,33 +44,47 @@ def test_bucketed_batches_cover_an_epoch_once() -> None:
     assert spread < 15
 
 
-def test_thinking_variant_of_the_warm_start_data() -> None:
+@pytest.mark.parametrize(
+    ("thinking_fraction", "thinking", "reflecting", "confirming"),
+    [(1.0, 400, 85, 44), (0.5, 200, 39, 21)],  # the preset, and half the examples thinking
+)
+def test_thinking_variant_of_the_warm_start_data(
+    thinking_fraction: float, thinking: int, reflecting: int, confirming: int
+) -> None:
     from selfimprove.policy.tiny import _with_thinking
     from selfimprove.tasks.thinking import parse_thinking
 
-    config = dataclasses.replace(PRESETS["tiny-think"], train_problems=400)
+    config = dataclasses.replace(
+        PRESETS["tiny-think"], train_problems=400, thinking_fraction=thinking_fraction
+    )
     recipe = load_recipe("arith")
     tasks = generate_tasks("train", 400, seed=0, min_steps=1, max_steps=4)
     prompts = [format_prompt(recipe, t) for t in tasks]
     solutions = [t.solution or "" for t in tasks]
     new_prompts, new_solutions = _with_thinking(tasks, prompts, solutions, config)
-    thinking = [i for i, s in enumerate(new_solutions) if s != solutions[i]]
-    assert len(thinking) == 200  # thinking_fraction 0.5, drawn without replacement
-    reflecting = [i for i in thinking if new_prompts[i] != prompts[i]]
+    thinks = [i for i, s in enumerate(new_solutions) if s != solutions[i]]
+    assert len(thinks) == thinking  # thinking_fraction of the examples, drawn without replacement
+    reflects = [i for i in thinks if new_prompts[i] != prompts[i]]
     # 30% of the thinking examples were drawn to reflect; the longest do not fit and think plainly
-    assert 30 <= len(reflecting) <= 60
-    assert all(len(new_prompts[i]) + len(new_solutions[i]) <= config.max_reflect_chars for i in reflecting)
-    for i in thinking:
+    assert len(reflects) == reflecting < 0.3 * thinking
+    assert all(len(new_prompts[i]) + len(new_solutions[i]) <= config.max_reflect_chars for i in reflects)
+    for i in thinks:
         parse = parse_thinking(new_solutions[i])
         assert parse.well_formed, parse.issues
         assert parse.answer == solutions[i]  # the answer lines are the gold solution, unchanged
-        assert (parse.reflection is not None) == (i in reflecting)
+        assert (parse.reflection is not None) == (i in reflects)
         assert ("\nWork: " in new_solutions[i]) == config.thinking_work  # a Work line only when asked for
-    for i in reflecting:  # the wrong attempt sits in the prompt (no loss on it), after the original prompt
-        assert (
-            new_prompts[i].startswith(prompts[i])
-            and parse_thinking(new_prompts[i][len(prompts[i]) :]).thinking
-        )
+        assert "\nPlan: a=" in new_solutions[i]  # the named plan: each result named, not used
+    for i in reflects:  # the earlier attempt sits in the prompt (no loss on it), after the original prompt
+        attempt = parse_thinking(new_prompts[i][len(prompts[i]) :])
+        assert new_prompts[i].startswith(prompts[i]) and attempt.thinking
+        # half of the reflection examples confirm a right attempt; the others fix a planted slip
+        confirmed = parse_thinking(new_solutions[i]).reflection == "Every step checks out."
+        assert (attempt.answer == solutions[i]) == confirmed
+    confirmed_count = sum(
+        parse_thinking(new_solutions[i]).reflection == "Every step checks out." for i in reflects
+    )
+    assert confirmed_count == confirming
     assert _with_thinking(tasks, prompts, solutions, config) == (new_prompts, new_solutions)  # seeded
 
 
@@ -78,7 +92,7 @@ def test_solution_work_reaches_the_attempts_that_reflection_prompts_carry() -> N
     from selfimprove.knowledge.work import inline_work
     from selfimprove.policy.tiny import _with_solution_work, _with_thinking
 
-    config = dataclasses.replace(PRESETS["tiny-think"], train_problems=400, solution_work=True)
+    config = dataclasses.replace(PRESETS["tiny-think"], train_problems=400)
     recipe = load_recipe("arith")
     tasks = generate_tasks("train", 400, seed=0, min_steps=1, max_steps=4)
     prompts = [format_prompt(recipe, t) for t in tasks]
@@ -92,13 +106,13 @@ def test_solution_work_reaches_the_attempts_that_reflection_prompts_carry() -> N
     changed = [
         i for i in reflecting if worked_prompts[i] == inline_work(thought_prompts[i]) != thought_prompts[i]
     ]
-    assert len(reflecting) >= 30 and len(changed) >= 0.75 * len(reflecting)  # some attempts split nothing
+    assert (len(reflecting), len(changed)) == (85, 69)  # some attempts split nothing
     assert all(worked_prompts[i].startswith(prompts[i]) for i in reflecting)
 
 
 def test_the_published_presets_keep_their_hashes() -> None:
     # docs/benchmarks.md names the models by these digests; a knob added later counts only when set
     assert PRESETS["tiny"].digest() == "4a297be567f1"
-    assert PRESETS["tiny-think"].digest() == "e9797b4bfa4a"
+    assert PRESETS["tiny-think"].digest() == "f1957470dc7b"
     assert PRESETS["tiny-work"].digest() == "ba93a971dc2f"
     assert PRESETS["tiny-work"] == dataclasses.replace(PRESETS["tiny"], solution_work=True)

@@ -69,7 +69,7 @@ class TinyModelConfig:
     # think before they answer, and this share of those reflect on a wrong attempt and refine it
     thinking_fraction: float = 0.0
     reflect_fraction: float = 0.0
-    confirm_fraction: float = 0.0  # of the reflection examples: a right attempt, confirmed (not yet measured)
+    confirm_fraction: float = 0.0  # of the reflection examples: a right attempt, reflected on and kept
     # the thinking ends with a Work line: each operation split by place value (knowledge/work.py)
     thinking_work: bool = False
     # the thinking's Plan line names each result ("a=10*7, b=a-19") instead of using it ("10*7, 70-19")
@@ -137,12 +137,19 @@ PRESETS: dict[str, TinyModelConfig] = {
     # the same model with each solution line's place-value work written inline before its annotation:
     # twice the hard-split accuracy, but a 12-minute build (1.47x the tokens); configs/tiny_work.toml runs it
     "tiny-work": TinyModelConfig(solution_work=True),
-    # the thinking variant for PRefLexOR (issue #8): half of the warm start thinks before answering (a
-    # third of those reflect on a wrong attempt and refine it); 1,024 positions, as a 4-step refinement
-    # round with its attempt in the prompt runs past 512 tokens. With `thinking_work` (a place-value Work
-    # line) it did worse still: docs/benchmarks.md, "PRefLexOR". It keeps the 4 layers its measurements used.
+    # the thinking variant for PRefLexOR (issue #8): every warm-start example thinks (Concepts, Example,
+    # Known, a Plan that names each result) and answers with `tiny-work`'s inline work; 30% of them reflect
+    # on an earlier attempt, half of those confirming a right one (a model that only saw planted slips
+    # "finds" one in every answer). 1,024 positions: a 4-step refinement round has its attempt in the
+    # prompt. The thinking formats measured before it (half thinking, a Work line, 4 layers) hurt the model:
+    # docs/benchmarks.md, "PRefLexOR".
     "tiny-think": TinyModelConfig(
-        num_layers=4, thinking_fraction=0.5, reflect_fraction=0.3, max_positions=1024
+        thinking_fraction=1.0,
+        reflect_fraction=0.3,
+        confirm_fraction=0.5,
+        thinking_named_plan=True,
+        solution_work=True,
+        max_positions=1024,
     ),
     # for tests and smoke runs: well-formed GSM8K-style output in well under a minute
     "test": TinyModelConfig(

@@ -7,7 +7,9 @@ of Reasoning and Agentic Thinking", arXiv:2410.12375). For each task, n independ
               policy writes its thinking, closes it, and writes the answer lines (GSM8K format, `#### N`).
 2. round r  - for a chain whose last round is not verified correct (during training a chain stops once it
               is), prompt = question prompt + previous round + "\\n": the policy reflects on it
-              (`<|reflect|>...<|/reflect|>`), then writes refined thinking and an answer.
+              (`<|reflect|>...<|/reflect|>`), then writes refined thinking and an answer. A refined round
+              is shown to the next one as a round-0 attempt is: without its reflection, and with the
+              thinking lines it did not rewrite carried over from the attempt it refined.
 3. verify   - every round is parsed (tasks/thinking.py; malformed output is recorded, never raised) and
               its thinking + answer (the reflection left out, since a reflection may quote the wrong step it
               corrects) is judged by the verifier. A round counts as correct only when it is well formed,
@@ -100,7 +102,7 @@ class PRefLexORConfig:
 
 @dataclass(frozen=True)
 class Round:
-    """One round of one chain, as generated and judged. `text` is what the next round's prompt repeats."""
+    """One round of one chain, as generated and judged; `round_prompt` shows it to the next round."""
 
     id: int  # node id in the task's tree (the root, the bare prompt, is 0)
     parent: int  # the round this one refines, 0 for round 0
@@ -276,9 +278,58 @@ def _parent(tree: RefinementTree, node: Round) -> Round:
 # generating and judging rounds
 
 
+_THINKING_KEY = re.compile(r"([A-Z][A-Za-z ]*):")
+
+
+def carried_thinking(earlier: str, refined: str) -> str:
+    """The refined thinking, with the lines it did not rewrite carried over from the earlier thinking.
+
+    A refinement rewrites what changes: the warm start's refined rounds write their Plan line only, since
+    the Concepts and Known lines are in the attempt just above. Every "Key: ..." line of the earlier
+    thinking is kept, or replaced by the refined lines of the same key; the refined lines of new keys
+    follow. Thinking that is not all keyed lines has nothing to align and is the refined one.
+    """
+    refined_lines = refined.splitlines()
+    keyed: dict[str, list[str]] = {}
+    for line in refined_lines:
+        match = _THINKING_KEY.match(line)
+        if match is None:
+            return refined
+        keyed.setdefault(match.group(1), []).append(line)
+    out: list[str] = []
+    placed: set[str] = set()
+    for line in earlier.splitlines():
+        match = _THINKING_KEY.match(line)
+        key = match.group(1) if match else None
+        if key not in keyed:
+            out.append(line)
+        elif key not in placed:
+            out.extend(keyed[key])
+            placed.add(key)
+    out.extend(line for key, lines in keyed.items() if key not in placed for line in lines)
+    return "\n".join(out)
+
+
+def _whole_thinking(tree: RefinementTree, node: Round) -> str:
+    thinking = node.parse.thinking or ""
+    if node.round == 0:
+        return thinking
+    return carried_thinking(_whole_thinking(tree, _parent(tree, node)), thinking)
+
+
 def round_prompt(tree: RefinementTree, previous: Round | None) -> str:
-    """Round 0 continues the head; round r >= 1 reads the previous round and reflects on it."""
-    return tree.prompt + (tree.head if previous is None else previous.text + "\n")
+    """Round 0 continues the head; round r >= 1 reads the previous round and reflects on it.
+
+    The previous round is shown as the warm start's reflection examples show an attempt, a round-0 round:
+    a refined round without its reflection, its thinking completed by `carried_thinking`. Shown as written,
+    with a reflection the model never saw in an attempt, a third of the third rounds came out malformed.
+    """
+    if previous is None:
+        return tree.prompt + tree.head
+    if previous.round == 0 or not previous.well_formed:
+        return tree.prompt + previous.text + "\n"
+    attempt = format_thinking(_whole_thinking(tree, previous), previous.parse.answer)
+    return tree.prompt + attempt + "\n"
 
 
 def judge(

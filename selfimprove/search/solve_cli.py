@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--task", default="arith", help="task recipe (TOML) or built-in name: prompt, verifier"
     )
     parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--max-tokens", type=int, default=256, help="generated tokens per round")
+    parser.add_argument("--max-tokens", type=int, default=640, help="generated tokens per round")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--out", default=None, help="also write the chains as a tree JSON (for selfimprove viz)"
