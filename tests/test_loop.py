@@ -148,6 +148,13 @@ def test_a_baseline_run_from_the_cli_gets_its_own_folder_name():
         parser.parse_args([*work, "--search", str(repo / "searches" / "best_of_n_work.toml")])
     )
     assert config.name == "tiny-work-best_of_n_work" and config.search["max_new_tokens"] == 384
+    # a config file without a `name` is named after itself: no two shipped configs share a run folder
+    preflexor = ("--config", str(repo / "configs" / "preflexor.toml"))
+    assert name(*preflexor) == "preflexor"
+    mcts_thinking = str(repo / "searches" / "mcts_thinking.toml")
+    assert name(*preflexor, "--search", mcts_thinking) == "preflexor-mcts_thinking"
+    names = [resolve_config("default", c).name for c in sorted((repo / "configs").glob("*.toml"))]
+    assert len(set(names)) == len(names) and "default" not in names, names
 
 
 def test_config_errors_name_the_key(tmp_path: Path):

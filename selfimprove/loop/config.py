@@ -174,14 +174,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 def resolve_config(
     preset: str = "default", config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> RunConfig:
-    """preset <- config file <- overrides (dotted tables as nested dicts); every layer validated by key."""
+    """preset <- config file <- overrides (dotted tables as nested dicts); every layer validated by key.
+
+    A config file that sets no `name` names the run after itself (`configs/rft.toml` -> "rft"), so runs
+    from different files do not share the preset's run folder."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
     data = to_mapping(RunConfig())
     data = _merge(data, PRESETS[preset])
     where = f"preset {preset}"
     if config_file is not None:
-        data = _merge(data, read_toml(config_file))
+        data = _merge(data, {"name": Path(config_file).stem, **read_toml(config_file)})
         where = str(config_file)
     data = _merge(data, overrides or {})
     return from_mapping(RunConfig, data, where=where)
