@@ -51,6 +51,7 @@ def test_bucketed_batches_cover_an_epoch_once() -> None:
 def test_thinking_variant_of_the_warm_start_data(
     thinking_fraction: float, thinking: int, reflecting: int, confirming: int
 ) -> None:
+    from selfimprove.knowledge.thinking_data import CONFIRMATION
     from selfimprove.policy.tiny import _with_thinking
     from selfimprove.tasks.thinking import parse_thinking
 
@@ -75,16 +76,15 @@ def test_thinking_variant_of_the_warm_start_data(
         assert (parse.reflection is not None) == (i in reflects)
         assert ("\nWork: " in new_solutions[i]) == config.thinking_work  # a Work line only when asked for
         assert "\nPlan: a=" in new_solutions[i]  # the named plan: each result named, not used
+    confirmed = 0
     for i in reflects:  # the earlier attempt sits in the prompt (no loss on it), after the original prompt
         attempt = parse_thinking(new_prompts[i][len(prompts[i]) :])
         assert new_prompts[i].startswith(prompts[i]) and attempt.thinking
         # half of the reflection examples confirm a right attempt; the others fix a planted slip
-        confirmed = parse_thinking(new_solutions[i]).reflection == "Every step checks out."
-        assert (attempt.answer == solutions[i]) == confirmed
-    confirmed_count = sum(
-        parse_thinking(new_solutions[i]).reflection == "Every step checks out." for i in reflects
-    )
-    assert confirmed_count == confirming
+        confirms = parse_thinking(new_solutions[i]).reflection == CONFIRMATION
+        assert (attempt.answer == solutions[i]) == confirms
+        confirmed += confirms
+    assert confirmed == confirming
     assert _with_thinking(tasks, prompts, solutions, config) == (new_prompts, new_solutions)  # seeded
 
 
